@@ -18,8 +18,8 @@ Each axis is a matrix product with a dense (out, in) weight matrix, built once p
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -114,7 +114,9 @@ def imresize(
     if x.dim() < 2:
         raise ValueError(f"imresize: expected (..., H, W), got shape {tuple(x.shape)}")
     if not torch.is_floating_point(x):
-        raise ValueError(f"imresize: expected a float tensor, got {x.dtype}; convert with x.float() / 255")
+        raise ValueError(
+            f"imresize: expected a float tensor, got {x.dtype}; convert with x.float() / 255"
+        )
     in_size = (int(x.shape[-2]), int(x.shape[-1]))
     if out_size is not None:
         out_hw = tuple(int(v) for v in out_size)
@@ -152,5 +154,7 @@ def crop_to_multiple(x: torch.Tensor, factor: int | float) -> torch.Tensor:
     height = x.shape[-2] - x.shape[-2] % step
     width = x.shape[-1] - x.shape[-1] % step
     if height == 0 or width == 0:
-        raise ValueError(f"crop_to_multiple: frame {tuple(x.shape[-2:])} is smaller than the factor {factor}")
+        raise ValueError(
+            f"crop_to_multiple: frame {tuple(x.shape[-2:])} is smaller than the factor {factor}"
+        )
     return x[..., :height, :width]

@@ -79,7 +79,9 @@ def test_scale_matches_reference(size, scale):
     assert np.abs(out.double().numpy() - reference).max() < 1e-4
 
 
-@pytest.mark.parametrize("size,out_hw", [((37, 53), (13, 20)), ((13, 20), (37, 53)), ((16, 30), (40, 11))])
+@pytest.mark.parametrize(
+    "size,out_hw", [((37, 53), (13, 20)), ((13, 20), (37, 53)), ((16, 30), (40, 11))]
+)
 def test_out_size_matches_reference(size, out_hw):
     rng = np.random.default_rng(1)
     image = rng.random((2, *size))
@@ -100,7 +102,9 @@ def test_batched_leading_dims_and_known_values():
     # Away from the borders a symmetric kernel keeps a linear ramp: pixel j lands on 2j + 0.5.
     ramp = torch.arange(16, dtype=torch.float64).view(1, 1, 16).expand(1, 4, 16)
     down = imresize(ramp, scale=0.5)[0, 0]
-    assert torch.allclose(down[2:-2], torch.arange(16, dtype=torch.float64)[4:-4:2] + 0.5, atol=1e-9)
+    assert torch.allclose(
+        down[2:-2], torch.arange(16, dtype=torch.float64)[4:-4:2] + 0.5, atol=1e-9
+    )
 
 
 def test_constant_image_stays_constant():
