@@ -1,0 +1,46 @@
+"""Pixel-coordinate grids and flow-guided backward warping, shared by all stages."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["pixel_centers", "coordinate_grid", "backward_warp", "resize_flow"]
+
+
+def pixel_centers(size: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Centres of ``size`` equal cells covering [-1, 1]: (size,)."""
+    return (torch.arange(size, device=device, dtype=dtype) * 2 + 1) / size - 1
+
+
+def coordinate_grid(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Normalised (x, y) coordinates of pixel centres, in [-1, 1]: (h, w, 2)."""
+    ys = pixel_centers(h, device, dtype)
+    xs = pixel_centers(w, device, dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy], dim=-1)
+
+
+def backward_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample ``x`` at ``p + flow(p)`` for every pixel p (bilinear, border padding).
+
+    Args:
+        x: (N, C, h, w) the frame or features to warp.
+        flow: (N, 2, h, w) displacement in pixels, channel 0 = x (right), 1 = y (down).
+    Returns:
+        (N, C, h, w).
+    """
+    n, _, h, w = flow.shape
+    ys = torch.arange(h, device=flow.device, dtype=flow.dtype)
+    xs = torch.arange(w, device=flow.device, dtype=flow.dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    # align_corners=True: pixel index i maps to -1 + 2 i / (size - 1)
+    sx = (gx + flow[:, 0]) * (2 / max(w - 1, 1)) - 1
+    sy = (gy + flow[:, 1]) * (2 / max(h - 1, 1)) - 1
+    grid = torch.stack([sx, sy], dim=-1)
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def resize_flow(flow: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Upsample a flow field by ``factor`` (bilinear), scaling the displacements with it."""
+    return factor * F.interpolate(flow, scale_factor=factor, mode="bilinear", align_corners=False)

@@ -1,0 +1,124 @@
+"""Propagation stage: bidirectional recurrent propagation over input and synthesised frames.
+
+BasicVSR-style: a backward pass then a forward pass over the input frames; each step warps the
+previous hidden state with the 0<->1 flows of the motion stage and runs a residual trunk. Each
+synthesised frame at time t between inputs i and i+1 takes the backward state of input i+1
+(warped with the flow t->1) and the forward state of input i (warped with t->0). The recurrence
+over the input frames does not depend on t, so it runs once; all synthesised frames of all
+timestamps go through each trunk in one batched call.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from .geometry import backward_warp
+
+__all__ = ["ResidualBlock", "ResidualTrunk", "BidirectionalPropagation"]
+
+
+class ResidualBlock(nn.Module):
+    """conv 3x3 - PReLU - conv 3x3, plus the input (no normalisation)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.act = nn.PReLU()
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
+        # small initial residuals keep a deep trunk close to identity at the start of training
+        for conv in (self.conv1, self.conv2):
+            nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
+            conv.weight.data.mul_(0.1)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.act(self.conv1(x)))
+
+
+class ResidualTrunk(nn.Module):
+    """Input conv + PReLU, then ``num_blocks`` residual blocks: (N, cin, h, w) -> (N, channels, h, w)."""
+
+    def __init__(self, in_channels: int, channels: int, num_blocks: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, 1, 1),
+            nn.PReLU(),
+            *[ResidualBlock(channels) for _ in range(num_blocks)],
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class BidirectionalPropagation(nn.Module):
+    """Recurrent feature propagation.
+
+    Args:
+        channels: hidden state channels (64 in the paper).
+        num_blocks: residual blocks per direction (30 in the paper).
+    """
+
+    def __init__(self, channels: int = 64, num_blocks: int = 30):
+        super().__init__()
+        self.channels = channels
+        self.backward_trunk = ResidualTrunk(3 + channels, channels, num_blocks)
+        self.forward_trunk = ResidualTrunk(3 + 2 * channels, channels, num_blocks)
+
+    def forward(self, frames, synth, flow_01, flow_10, flow_t0, flow_t1) -> torch.Tensor:
+        """Features for every output frame, in time order.
+
+        Args:
+            frames: (B, T, 3, h, w) input LR frames in [0, 1].
+            synth: (n, B*(T-1), 3, h, w) synthesised LR frames for n timestamps.
+            flow_01, flow_10: (B*(T-1), 2, h, w) pixel flows 0->1 and 1->0 of each pair.
+            flow_t0, flow_t1: (n, B*(T-1), 2, h, w) pixel flows t->0 and t->1.
+        Returns:
+            (B, T + (T-1)*n, channels, h, w): input 0, its n timestamps, input 1, ...
+        """
+        b, t = frames.shape[:2]
+        n = synth.shape[0]
+        c = self.channels
+        pairs = "(b p) ... -> b p ..."
+        flow_01 = rearrange(flow_01, pairs, b=b)
+        flow_10 = rearrange(flow_10, pairs, b=b)
+
+        backward_states = [None] * t
+        state = frames.new_zeros(b, c, *frames.shape[-2:])
+        for i in range(t - 1, -1, -1):
+            if i < t - 1:  # bring the state of frame i+1 to frame i
+                state = backward_warp(state, flow_01[:, i])
+            state = self.backward_trunk(torch.cat([frames[:, i], state], 1))
+            backward_states[i] = state
+        forward_states = [None] * t
+        state = torch.zeros_like(state)
+        for i in range(t):
+            if i > 0:
+                state = backward_warp(state, flow_10[:, i - 1])
+            state = self.forward_trunk(torch.cat([frames[:, i], backward_states[i], state], 1))
+            forward_states[i] = state
+
+        if n == 0:
+            return torch.stack(forward_states, dim=1)
+
+        # synthesised frames: every pair and timestamp in one batch, (n, b, p) flattened
+        synth_flat = rearrange(synth, "n m c y x -> (n m) c y x")
+
+        def neighbour(states, offset):  # states of inputs i+offset for every pair, per timestamp
+            stack = torch.stack(states[offset : offset + t - 1], dim=1)  # (b, p, c, h, w)
+            return rearrange(stack, "b p c y x -> (b p) c y x").repeat(n, 1, 1, 1)
+
+        flat = "n m c y x -> (n m) c y x"
+        back = backward_warp(neighbour(backward_states, 1), rearrange(flow_t1, flat))
+        back = self.backward_trunk(torch.cat([synth_flat, back], 1))
+        fwd = backward_warp(neighbour(forward_states, 0), rearrange(flow_t0, flat))
+        fwd = self.forward_trunk(torch.cat([synth_flat, back, fwd], 1))
+        fwd = rearrange(fwd, "(n b p) c y x -> b p n c y x", n=n, b=b)
+
+        out = []
+        for i in range(t):
+            out.append(forward_states[i].unsqueeze(1))
+            if i < t - 1:
+                out.append(fwd[:, i])
+        return torch.cat(out, dim=1)

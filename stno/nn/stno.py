@@ -1,0 +1,132 @@
+"""The STNO network: motion stage -> propagation stage -> continuous decoder."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from .decoder import ContinuousDecoder
+from .motion import MotionEstimator
+from .propagation import BidirectionalPropagation
+
+__all__ = ["STNO", "check_video_call"]
+
+
+def check_video_call(frames: torch.Tensor, times: Sequence[float], out_size) -> tuple[list[float], tuple[int, int]]:
+    """Validate the arguments shared by every video model; returns (times, (H, W)).
+
+    Raises ValueError with a message that says what to change.
+    """
+    if frames.dim() != 5 or frames.shape[2] != 3:
+        raise ValueError(f"frames must have shape (B, T, 3, h, w), got {tuple(frames.shape)}")
+    if frames.shape[1] < 2:
+        raise ValueError(f"need at least 2 input frames (T >= 2), got T={frames.shape[1]}")
+    times = [float(t) for t in times]
+    for t in times:
+        if not 0.0 < t < 1.0 or math.isnan(t):
+            raise ValueError(f"timestamps must lie strictly between 0 and 1, got {t}")
+    if any(b <= a for a, b in zip(times, times[1:])):
+        raise ValueError(f"timestamps must be strictly increasing without repeats, got {times}")
+    try:
+        H, W = (int(s) for s in out_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"out_size must be two integers (H, W), got {out_size!r}") from None
+    h, w = frames.shape[-2:]
+    if H < h or W < w:
+        raise ValueError(f"output size {H}x{W} is smaller than the input {h}x{w}; use a scale >= 1")
+    return times, (H, W)
+
+
+class STNO(nn.Module):
+    """Space-time video super-resolution with a neural operator.
+
+    ``net(frames, times, out_size)``:
+        frames: (B, T, 3, h, w) in [0, 1], T >= 2, any h, w (padded internally to a multiple of 8).
+        times: strictly increasing floats in (0, 1): the timestamps synthesised between every pair
+            of neighbouring inputs (may be empty: space-only super-resolution).
+        out_size: (H, W) with H >= h, W >= w; any scale, integer or not, also beyond training.
+        max_queries: target pixels decoded at once (memory bound); None = ``self.max_queries``.
+    Returns (B, T + (T-1)*len(times), 3, H, W) in [0, 1], in time order: input 0, the frames at
+    its timestamps, input 1, ... All timestamps are computed in one pass.
+
+    Args (the presets are in ``conf/model/``):
+        channels, num_blocks: propagation width and residual blocks per direction.
+        pyramid_channels, attn_dim, heads, mlp_ratio, decoder_widths, residual_channels: motion stage.
+        decoder_hidden, decoder_attn_blocks, decoder_heads, max_train_scale: continuous decoder.
+        image_residual: add the bilinearly upsampled LR frame to the output (the network then
+            learns a correction; not in the reference, off in ``stno_base``).
+        max_queries: default decoding chunk (None = decode every target pixel at once).
+    """
+
+    def __init__(
+        self,
+        channels: int = 64,
+        num_blocks: int = 30,
+        pyramid_channels: Sequence[int] = (36, 54, 72),
+        attn_dim: int = 128,
+        heads: int = 8,
+        mlp_ratio: float = 4.0,
+        decoder_widths: Sequence[int] = (108, 162, 144),
+        residual_channels: int = 29,
+        decoder_hidden: int = 256,
+        decoder_attn_blocks: int = 0,
+        decoder_heads: int = 16,
+        max_train_scale: float = 4.0,
+        image_residual: bool = False,
+        max_queries: int | None = None,
+    ):
+        super().__init__()
+        self.config = dict(
+            channels=channels, num_blocks=num_blocks, pyramid_channels=list(pyramid_channels),
+            attn_dim=attn_dim, heads=heads, mlp_ratio=mlp_ratio, decoder_widths=list(decoder_widths),
+            residual_channels=residual_channels, decoder_hidden=decoder_hidden,
+            decoder_attn_blocks=decoder_attn_blocks, decoder_heads=decoder_heads,
+            max_train_scale=max_train_scale, image_residual=image_residual, max_queries=max_queries,
+        )
+        self.image_residual = image_residual
+        self.max_queries = max_queries
+        self.motion = MotionEstimator(pyramid_channels, attn_dim, heads, mlp_ratio, decoder_widths, residual_channels)
+        self.propagation = BidirectionalPropagation(channels, num_blocks)
+        self.decoder = ContinuousDecoder(channels, decoder_hidden, decoder_attn_blocks, decoder_heads, max_train_scale)
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        times: Sequence[float],
+        out_size: tuple[int, int],
+        max_queries: int | None = None,
+    ) -> torch.Tensor:
+        times, (H, W) = check_video_call(frames, times, out_size)
+        b, t, _, h, w = frames.shape
+        # the pyramid halves three times: pad to a multiple of 8, crop the features back
+        ph, pw = (-h) % 8, (-w) % 8
+        padded = frames
+        if ph or pw:
+            padded = F.pad(rearrange(frames, "b t c y x -> (b t) c y x"), (0, pw, 0, ph), mode="replicate")
+            padded = rearrange(padded, "(b t) c y x -> b t c y x", b=b)
+
+        motion = self.motion(padded, times)
+        feats = self.propagation(padded, motion.frames, motion.flow_01, motion.flow_10, motion.flow_t0, motion.flow_t1)
+        feats = rearrange(feats[..., :h, :w], "b o c y x -> (b o) c y x")
+        out = self.decoder(feats, (H, W), max_queries or self.max_queries)
+        if self.image_residual:
+            lr = self._interleave(frames, motion.frames[..., :h, :w])
+            out = out + F.interpolate(lr, size=(H, W), mode="bilinear", align_corners=False)
+        return rearrange(out.clamp(0, 1), "(b o) c y x -> b o c y x", b=b)
+
+    @staticmethod
+    def _interleave(frames: torch.Tensor, synth: torch.Tensor) -> torch.Tensor:
+        """Inputs (B, T, 3, h, w) and synthesised (n, B*(T-1), 3, h, w) -> time-ordered (B*O, 3, h, w)."""
+        b, t = frames.shape[:2]
+        synth = rearrange(synth, "n (b p) c y x -> b p n c y x", b=b)
+        seq = []
+        for i in range(t):
+            seq.append(frames[:, i : i + 1])
+            if i < t - 1:
+                seq.append(synth[:, i])
+        return rearrange(torch.cat(seq, dim=1), "b o c y x -> (b o) c y x")
