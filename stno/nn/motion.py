@@ -240,7 +240,9 @@ class MotionEstimator(nn.Module):
         self.decoder8 = FlowDecoder(4 * a + 2 * c3 + 1, w3, 8 + c2)
         self.decoder4 = FlowDecoder(c2 + 2 * (c2 + a) + 2 * (2 + a), w2, 8 + c1)
         self.decoder2 = FlowDecoder(c1 + 2 * c1 + 4, w1, 8 + 1 + residual_channels)
-        self.fuse = conv_prelu(3 + residual_channels, 3)
+        # a correction of the mask-blended warped frames; a plain conv, because an activation
+        # before the final clamp to [0, 1] would have no gradient on its negative side
+        self.fuse = nn.Conv2d(3 + residual_channels, 3, 3, 1, 1)
 
     def forward(self, frames: torch.Tensor, times: Sequence[float]) -> MotionEstimate:
         """frames: (B, T, 3, h, w) in [0, 1], h and w multiples of 8; times: n floats in (0, 1)."""
@@ -303,7 +305,7 @@ class MotionEstimator(nn.Module):
         merged = mask * warped0 + (1 - mask) * warped1
         offset = repeat(clip_mean.reshape(b, 1, 1, 1), "b c y x -> (n b p) c y x", n=n, p=t_in - 1)
         merged = merged + offset
-        synth = self.fuse(torch.cat([merged, residual], 1)).clamp(0, 1)
+        synth = (merged + self.fuse(torch.cat([merged, residual], 1))).clamp(0, 1)
 
         split = "(n m) c y x -> n m c y x"
         flows = rearrange(flows, split, n=n)
