@@ -1,0 +1,100 @@
+"""Helpers shared by the Hydra entry points: where the configs live, one-line user errors."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import stno
+
+USER_ERROR_EXIT_CODE = 2
+
+F = TypeVar("F", bound=Callable)
+
+
+def config_dir() -> Path:
+    """Absolute path of the Hydra config directory.
+
+    An installed wheel carries the configs as `stno/conf`; a source checkout (plain or editable
+    install) uses the top-level `conf/` next to the `stno` package.
+    """
+    package_dir = Path(stno.__file__).resolve().parent
+    for candidate in (package_dir / "conf", package_dir.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"STNO configs not found in {package_dir / 'conf'} or {package_dir.parent / 'conf'}: "
+        "reinstall the package (pip install stno) or run from a source checkout"
+    )
+
+
+class UserError(ValueError):
+    """Bad user input detected by an entry point; shown as one line, exit code 2."""
+
+
+# Exceptions that mean "the user asked for something impossible" rather than "we have a bug".
+USER_ERROR_TYPES: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
+
+
+def _hydra_config_errors() -> tuple[type[BaseException], ...]:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return (HydraException, OmegaConfBaseException)
+
+
+def first_line(error: BaseException) -> str:
+    """The error's message on one line (the first non-empty line, or its type name)."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(error).__name__
+
+
+def one_line_errors(program: str) -> Callable[[F], F]:
+    """Decorate a `main()`: user errors print `program: error: message` and exit with code 2.
+
+    Hydra's own config errors (unknown override, missing config) count as user errors too.
+    Set `STNO_TRACEBACK=1` to see the full traceback instead.
+    """
+
+    def decorate(main: F) -> F:
+        @functools.wraps(main)
+        def wrapper(*args, **kwargs):
+            if os.environ.get("STNO_TRACEBACK"):
+                return main(*args, **kwargs)
+            try:
+                return main(*args, **kwargs)
+            except KeyboardInterrupt:
+                print(f"{program}: interrupted", file=sys.stderr)
+                sys.exit(130)
+            except USER_ERROR_TYPES + _hydra_config_errors() as error:
+                cause = root_cause(error)
+                print(f"{program}: error: {first_line(cause)}", file=sys.stderr)
+                sys.exit(USER_ERROR_EXIT_CODE)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost user error behind Hydra's wrapping (InstantiationException and friends)."""
+    seen = set()
+    current = error
+    while id(current) not in seen:
+        seen.add(id(current))
+        inner = current.__cause__ or current.__context__
+        if inner is None or not isinstance(inner, USER_ERROR_TYPES + _hydra_config_errors()):
+            break
+        current = inner
+    return current

@@ -1,0 +1,39 @@
+"""Checkpoint writing that never leaves a torn file behind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Save each checkpoint to a temporary file in the same folder, then `os.replace` it.
+
+    A run killed while saving (pre-emption, Ctrl-C, out of disk) keeps the previous complete
+    `last.ckpt`, so starting again always resumes from a loadable file. Remote paths
+    (`s3://...`) fall back to Lightning's default writer.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(
+                "AtomicCheckpointIO does not take storage_options; drop them or use TorchCheckpointIO"
+            )
+        if "://" in str(path):
+            super().save_checkpoint(checkpoint, path)
+            return
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.save(checkpoint, temporary)
+            os.replace(temporary, path)
+        finally:
+            if temporary.exists():
+                temporary.unlink()

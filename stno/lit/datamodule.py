@@ -1,0 +1,131 @@
+"""The DataModule: train/val clip datasets -> seeded DataLoaders of `collate_clips` batches."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Optional
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed numpy and `random` in a DataLoader worker from the seed torch gave that worker."""
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+class ClipDataModule(pl.LightningDataModule):
+    """Serves training and validation clips (`stno.data` clip datasets) as batches.
+
+    The datasets are built in `setup` from frame sources: `train_dataset(source=...)` on the
+    training part and `val_dataset(source=...)` on the validation part, where the validation
+    part is `val_source` if given, else the last `val_fraction` of `source`
+    (`stno.data.split_sequences`: whole sequences when there are several, else the last frames).
+
+    Args:
+        source: frame source of the training clips (`stno.data.FrameFolderSource`, ...).
+        train_dataset: factory `train_dataset(source=...)` (a Hydra `_partial_` of
+            `FixedScaleClipDataset` / `ContinuousClipDataset`), or a ready dataset; None when
+            only validating.
+        val_dataset: factory or dataset of validation clips (deterministic); None: no validation.
+        val_source: frame source of the validation clips (e.g. a test list); None: split `source`.
+        val_fraction: share of `source` held out for validation when `val_source` is None.
+        batch_size: clips per training batch (per process under DDP).
+        val_batch_size: clips per validation batch.
+        num_workers: DataLoader worker processes (0: load in the main process).
+        pin_memory: pin host memory (useful on GPU).
+        seed: seed of the training shuffle and of the workers' random streams.
+    """
+
+    def __init__(
+        self,
+        source: Any = None,
+        train_dataset: Any = None,
+        val_dataset: Any = None,
+        val_source: Any = None,
+        val_fraction: float = 0.2,
+        batch_size: int = 4,
+        val_batch_size: int = 1,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or val_batch_size < 1:
+            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {val_batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.source = source
+        self.val_source = val_source
+        self.val_fraction = val_fraction
+        self._train_factory = train_dataset
+        self._val_factory = val_dataset
+        self.train_dataset: Optional[Dataset] = None
+        self.val_dataset: Optional[Dataset] = None
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.seed = seed
+
+    def _split_sources(self) -> tuple[Any, Any]:
+        if self.val_source is not None or self._val_factory is None or self.source is None:
+            return self.source, self.val_source
+        from stno.data import split_sequences
+
+        return split_sequences(self.source, val_fraction=self.val_fraction)
+
+    @staticmethod
+    def _build(factory: Any, source: Any) -> Optional[Dataset]:
+        if factory is None or isinstance(factory, Dataset):
+            return factory
+        if source is None:
+            raise ValueError("no frame source configured: set data.source (or data.val_source)")
+        return factory(source=source)
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.train_dataset is not None and self.val_dataset is not None:
+            return
+        train_source, val_source = self._split_sources()
+        if self.train_dataset is None and stage in (None, "fit"):
+            self.train_dataset = self._build(self._train_factory, train_source)
+        if self.val_dataset is None and stage in (None, "fit", "validate"):
+            self.val_dataset = self._build(self._val_factory, val_source)
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        from stno.data import collate_clips
+
+        generator = torch.Generator()
+        generator.manual_seed(self.seed)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            # Continuous datasets draw one scale and one set of timestamps per batch in collate.
+            collate_fn=getattr(dataset, "collate_fn", None) or collate_clips,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            worker_init_fn=seed_worker,
+            generator=generator,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            raise ValueError("no training data configured: set data.train_dataset")
+        if len(self.train_dataset) < self.batch_size:
+            raise ValueError(
+                f"the training set has {len(self.train_dataset)} clips, fewer than "
+                f"data.batch_size={self.batch_size}: lower the batch size or add data"
+            )
+        return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> Any:
+        if self.val_dataset is None:
+            return []
+        return self._loader(self.val_dataset, self.val_batch_size, shuffle=False)

@@ -1,0 +1,252 @@
+"""The LightningModule that trains and validates an ST-VSR network (STNO or a baseline)."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from stno.metrics import frame_metrics
+
+# Metrics of the model, and of the bicubic_blend baseline on the same clips.
+MODEL_METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
+BASELINE_METRICS = ("psnr_y", "ssim_y")
+
+
+def build_from_config(config: Mapping[str, Any]) -> Any:
+    """Instantiate `{"_target_": "pkg.Class", **kwargs}` without Hydra (plain dicts only)."""
+    if "_target_" not in config:
+        raise ValueError(f"network config needs a `_target_` (e.g. stno.nn.STNO), got keys {sorted(config)}")
+    kwargs = {key: value for key, value in config.items() if not key.startswith("_")}
+    module_name, _, attribute = str(config["_target_"]).rpartition(".")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"cannot import network class {config['_target_']!r}: {error}") from error
+    return target(**kwargs)
+
+
+def plain_container(value: Any) -> Any:
+    """OmegaConf containers and tuples -> dict/list of plain values (what `weights_only` loads)."""
+    if hasattr(value, "_metadata") and hasattr(value, "_get_node"):  # an OmegaConf container
+        from omegaconf import OmegaConf
+
+        value = OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {str(key): plain_container(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_container(item) for item in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"hyper-parameter value {value!r} is not a plain dict/list/str/number/bool/None")
+
+
+def charbonnier_loss(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Mean of `sqrt((prediction - target)^2 + eps^2)` over every element (computed in fp32)."""
+    difference = prediction.float() - target.float()
+    return torch.sqrt(difference * difference + eps * eps).mean()
+
+
+class STNOLitModule(pl.LightningModule):
+    """Trains `net` with the Charbonnier loss and validates it against `bicubic_blend`.
+
+    Batches are dicts from `stno.data.collate_clips`: `lr` (B, T_in, 3, h, w) in [0, 1],
+    `hr` (B, T_out, 3, H, W) in [0, 1], `times` (k,) shared timestamps in (0, 1).
+
+    Args:
+        net: network config, `{"_target_": "stno.nn.STNO", **constructor kwargs}`.
+        preset: model config name (`stno_tiny`, `stno_base`, `bicubic_blend`), kept in checkpoints.
+        optimizer: factory `optimizer(params=...)` (a Hydra `_partial_`); None for baselines.
+        scheduler: factory `scheduler(optimizer=...)` or None.
+        scheduler_interval: step the scheduler every `"step"` or every `"epoch"`.
+        loss_eps: Charbonnier epsilon.
+        ema_decay: keep an exponential moving average of the weights (e.g. 0.999) under `ema.`;
+            validation and `forward` then use the averaged weights. None: off.
+        compile: run the training forward through `torch.compile` (GPU; off on CPU).
+        val_max_queries: bound on target pixels decoded at once in validation (memory).
+        val_crop_border: pixels removed on each side before validation metrics.
+        num_logged_samples: clips shown as images (bicubic | model | GT) per validation, on
+            loggers that take images (TensorBoard, W&B).
+    """
+
+    def __init__(
+        self,
+        net: Mapping[str, Any],
+        preset: Optional[str] = None,
+        optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
+        scheduler: Optional[Callable[..., Any]] = None,
+        scheduler_interval: str = "step",
+        loss_eps: float = 1e-3,
+        ema_decay: Optional[float] = None,
+        compile: bool = False,
+        val_max_queries: Optional[int] = None,
+        val_crop_border: int = 0,
+        num_logged_samples: int = 2,
+    ) -> None:
+        super().__init__()
+        if scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
+        net_config = plain_container(net)
+        # Only plain containers go into checkpoints, so they load with torch.load(weights_only=True).
+        self.save_hyperparameters(
+            {
+                "net": net_config,
+                "preset": preset,
+                "scheduler_interval": scheduler_interval,
+                "loss_eps": float(loss_eps),
+                "ema_decay": ema_decay,
+                "compile": bool(compile),
+                "val_max_queries": val_max_queries,
+                "val_crop_border": int(val_crop_border),
+                "num_logged_samples": int(num_logged_samples),
+            }
+        )
+        self.net: nn.Module = build_from_config(net_config)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.ema: Optional[nn.Module] = None
+        if ema_decay is not None and self.has_trainable_parameters:
+            self.ema = copy.deepcopy(self.net).requires_grad_(False).eval()
+        self._compiled_net: Optional[Callable] = None
+        # The baseline has no weights worth saving: keep it out of state_dict (not a submodule).
+        self._baseline: list[nn.Module] = [build_from_config({"_target_": "stno.nn.BicubicBlend"})]
+        self.val_metrics = nn.ModuleDict({name: MeanMetric() for name in MODEL_METRICS})
+        self.val_baseline_metrics = nn.ModuleDict({name: MeanMetric() for name in BASELINE_METRICS})
+        self.val_loss = MeanMetric()
+
+    @property
+    def has_trainable_parameters(self) -> bool:
+        return any(parameter.requires_grad for parameter in self.net.parameters())
+
+    @property
+    def evaluated_net(self) -> nn.Module:
+        """The weights validation and inference use: the EMA copy when EMA is on."""
+        return self.ema if self.ema is not None else self.net
+
+    def forward(self, frames: torch.Tensor, times, out_size, max_queries: Optional[int] = None) -> torch.Tensor:
+        """(B, T, 3, h, w) in [0, 1] -> (B, T + (T-1) len(times), 3, H, W), with the evaluated weights."""
+        return self.evaluated_net(frames, times, out_size, max_queries=max_queries)
+
+    # ---- training -------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.compile and stage == "fit" and self._compiled_net is None:
+            self._compiled_net = torch.compile(self.net)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        net = self._compiled_net or self.net
+        lr, hr = batch["lr"], batch["hr"]
+        prediction = net(lr, batch["times"].tolist(), tuple(hr.shape[-2:]))
+        loss = charbonnier_loss(prediction, hr, self.hparams.loss_eps)
+        batch_size = lr.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/scale", float(batch.get("scale", 0.0)), batch_size=batch_size)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self._update_ema()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # Warm-up: a short run should not be dominated by the random initial weights.
+        step = self.global_step
+        decay = min(self.hparams.ema_decay, (1.0 + step) / (10.0 + step))
+        for averaged, current in zip(self.ema.parameters(), self.net.parameters()):
+            averaged.lerp_(current.detach(), 1.0 - decay)
+        for averaged, current in zip(self.ema.buffers(), self.net.buffers()):
+            averaged.copy_(current)
+
+    def configure_optimizers(self) -> Any:
+        parameters = [parameter for parameter in self.net.parameters() if parameter.requires_grad]
+        if not parameters:
+            raise ValueError(
+                f"model {self.hparams.preset or self.hparams.net['_target_']} has no trainable "
+                "parameters: validate it with `stno-train model=bicubic_blend train=false`"
+            )
+        if self.optimizer_factory is None:
+            raise ValueError("no optimizer configured: set model.optimizer (e.g. torch.optim.Adam)")
+        optimizer = self.optimizer_factory(params=parameters)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+        }
+
+    # ---- validation -----------------------------------------------------------------------
+
+    def on_validation_start(self) -> None:
+        self._baseline[0].to(self.device)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        lr, hr = batch["lr"], batch["hr"]
+        times = batch["times"].tolist()
+        out_size = tuple(hr.shape[-2:])
+        prediction = self.evaluated_net(lr, times, out_size, max_queries=self.hparams.val_max_queries)
+        baseline = self._baseline[0](lr, times, out_size)
+        batch_size = lr.shape[0]
+        self.val_loss.update(charbonnier_loss(prediction, hr, self.hparams.loss_eps), weight=batch_size)
+
+        target = hr.flatten(0, 1).float()
+        crop = self.hparams.val_crop_border
+        model_scores = frame_metrics(prediction.flatten(0, 1).float().clamp(0, 1), target, crop_border=crop)
+        baseline_scores = frame_metrics(baseline.flatten(0, 1).float().clamp(0, 1), target, crop_border=crop)
+        for name in MODEL_METRICS:
+            self.val_metrics[name].update(model_scores[name].float())
+        for name in BASELINE_METRICS:
+            self.val_baseline_metrics[name].update(baseline_scores[name].float())
+
+        if batch_idx == 0 and self.trainer.is_global_zero:
+            self._log_sample_frames(baseline, prediction, hr, num_inputs=lr.shape[1])
+
+    def on_validation_epoch_end(self) -> None:
+        # compute() syncs the running means across DDP ranks; every rank then logs the same value.
+        values = {f"val/{name}": metric.compute() for name, metric in self.val_metrics.items()}
+        for name, metric in self.val_baseline_metrics.items():
+            values[f"val/bicubic_{name}"] = metric.compute()
+        values["val/gain_psnr_y"] = values["val/psnr_y"] - values["val/bicubic_psnr_y"]
+        values["val/loss"] = self.val_loss.compute()
+        for name, value in values.items():
+            self.log(name, value, prog_bar=name in ("val/psnr_y", "val/gain_psnr_y"))
+        for metric in [*self.val_metrics.values(), *self.val_baseline_metrics.values(), self.val_loss]:
+            metric.reset()
+
+    def _log_sample_frames(
+        self, baseline: torch.Tensor, prediction: torch.Tensor, target: torch.Tensor, num_inputs: int
+    ) -> None:
+        """Log `bicubic | model | GT` of one output frame per clip on image-capable loggers."""
+        wanted = [logger for logger in self.loggers if _image_kind(logger) is not None]
+        count = min(self.hparams.num_logged_samples, target.shape[0])
+        if not wanted or count == 0:
+            return
+        # Show a synthesised (in-between) frame when there is one: that is the hard part.
+        frame = 1 if target.shape[1] > num_inputs else 0
+        rows = [
+            torch.cat([baseline[i, frame], prediction[i, frame], target[i, frame]], dim=-1)
+            for i in range(count)
+        ]
+        image = torch.cat(rows, dim=-2).detach().float().clamp(0, 1).cpu()  # (3, count*H, 3*W)
+        for logger in wanted:
+            if _image_kind(logger) == "tensorboard":
+                logger.experiment.add_image("val/samples_bicubic_model_gt", image, self.global_step)
+            else:
+                logger.log_image(key="val/samples_bicubic_model_gt", images=[image], step=self.global_step)
+
+
+def _image_kind(logger: Any) -> Optional[str]:
+    name = type(logger).__name__
+    if name == "TensorBoardLogger":
+        return "tensorboard"
+    if name == "WandbLogger":
+        return "wandb"
+    return None
