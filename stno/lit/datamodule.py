@@ -28,6 +28,7 @@ class ClipDataModule(pl.LightningDataModule):
 
     Args:
         source: frame source of the training clips (`stno.data.FrameFolderSource`, ...).
+        root: the dataset folder the configs build their sources from (kept for reference).
         train_dataset: factory `train_dataset(source=...)` (a Hydra `_partial_` of
             `FixedScaleClipDataset` / `ContinuousClipDataset`), or a ready dataset; None when
             only validating.
@@ -44,6 +45,7 @@ class ClipDataModule(pl.LightningDataModule):
     def __init__(
         self,
         source: Any = None,
+        root: Any = None,
         train_dataset: Any = None,
         val_dataset: Any = None,
         val_source: Any = None,
@@ -60,6 +62,7 @@ class ClipDataModule(pl.LightningDataModule):
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.source = source
+        self.root = root
         self.val_source = val_source
         self.val_fraction = val_fraction
         self._train_factory = train_dataset
