@@ -1,0 +1,1 @@
+"""Embedded data files (the CC0 sample clip)."""

@@ -1,0 +1,74 @@
+"""Data: frame sources, clip datasets, video/image I/O and the embedded sample clip."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from stno.data.clips import (
+    ContinuousClipDataset,
+    ContinuousCollate,
+    FixedScaleClipDataset,
+    augment_clip,
+    collate_clips,
+    downscale,
+    lr_size_for,
+    make_lr,
+    seed_worker,
+)
+from stno.data.sources import (
+    AdobeGoProSource,
+    FrameFolderSource,
+    FrameSource,
+    SequenceSubset,
+    VideoFileSource,
+    VimeoSeptupletSource,
+    split_sequences,
+)
+from stno.data.video_io import (
+    DataError,
+    DataNotFoundError,
+    VideoWriter,
+    probe_video,
+    read_image,
+    read_video_frames,
+    write_png_frames,
+)
+
+SAMPLE_VIDEO_NAME = "city_sample.mp4"
+
+
+def sample_video_path() -> Path:
+    """Path of the embedded CC0 sample clip (inside the installed package; see stno/assets/README.md)."""
+    path = Path(str(files("stno.assets").joinpath(SAMPLE_VIDEO_NAME)))
+    if not path.is_file():
+        raise DataNotFoundError(f"embedded sample missing: {path} (reinstall the stno package)")
+    return path
+
+
+__all__ = [
+    "AdobeGoProSource",
+    "ContinuousClipDataset",
+    "ContinuousCollate",
+    "DataError",
+    "DataNotFoundError",
+    "FixedScaleClipDataset",
+    "FrameFolderSource",
+    "FrameSource",
+    "SequenceSubset",
+    "VideoFileSource",
+    "VideoWriter",
+    "VimeoSeptupletSource",
+    "augment_clip",
+    "collate_clips",
+    "downscale",
+    "lr_size_for",
+    "make_lr",
+    "probe_video",
+    "read_image",
+    "read_video_frames",
+    "sample_video_path",
+    "seed_worker",
+    "split_sequences",
+    "write_png_frames",
+]

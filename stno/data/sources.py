@@ -1,0 +1,323 @@
+"""Frame sources: where the frames of each sequence come from.
+
+Every source has the same two members:
+
+- ``sequences``: list of ``(name, num_frames)``, sorted by name;
+- ``read(name, indices)``: (n, 3, H, W) uint8 RGB tensor of the frames at ``indices`` (0-based).
+
+Sources: ``FrameFolderSource`` (folders of PNG/JPEG frames), ``VideoFileSource`` (video files,
+decoded once with PyAV and cached), ``VimeoSeptupletSource`` (Vimeo-90K septuplets with their
+list files), ``AdobeGoProSource`` (Adobe240 / GoPro frame folders) and ``SequenceSubset``
+(a view on part of another source, used for train/val splits).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from stno.data.video_io import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    DataError,
+    DataNotFoundError,
+    probe_video,
+    read_image,
+    read_video_frames,
+)
+
+__all__ = [
+    "FrameSource",
+    "FrameFolderSource",
+    "VideoFileSource",
+    "VimeoSeptupletSource",
+    "AdobeGoProSource",
+    "SequenceSubset",
+    "split_sequences",
+]
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders ``im2`` before ``im10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+def _is_image(path: Path) -> bool:
+    return (
+        path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    )
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if _is_image(p)), key=lambda p: natural_key(p.name))
+
+
+def _check_indices(name: str, indices: Sequence[int], num_frames: int) -> list[int]:
+    indices = [int(i) for i in indices]
+    bad = [i for i in indices if not 0 <= i < num_frames]
+    if bad:
+        raise IndexError(
+            f"sequence {name!r} has {num_frames} frames; frame indices {bad} are out of range"
+        )
+    return indices
+
+
+class FrameSource:
+    """Base class: ``sequences`` and ``read(name, indices)``."""
+
+    sequences: list[tuple[str, int]]
+
+    def read(self, name: str, indices: Sequence[int]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def num_frames(self, name: str) -> int:
+        for seq_name, count in self.sequences:
+            if seq_name == name:
+                return count
+        raise KeyError(f"no sequence {name!r} in {type(self).__name__}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self.sequences)} sequences)"
+
+
+class FrameFolderSource(FrameSource):
+    """Sequences stored as folders of frame images.
+
+    Layouts: ``ROOT/<seq>/*.png|jpg`` (any depth: every folder holding images is one sequence,
+    named by its path relative to ROOT, e.g. ``train/GOPR0372_07_00``), or ROOT itself a folder
+    of frames (one sequence named after ROOT). Frames are ordered by natural sort of file names.
+    """
+
+    layout = "ROOT/<sequence>/*.png|jpg, or ROOT/*.png|jpg"
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        if not self.root.exists():
+            raise DataNotFoundError(
+                f"frame folder not found: {self.root} (expected layout {self.layout})"
+            )
+        if not self.root.is_dir():
+            raise DataError(f"expected a folder of frames, got a file: {self.root}")
+        self._frames: dict[str, list[Path]] = {}
+        self._discover(self.root)
+        if not self._frames:
+            raise DataError(
+                f"no frame images (.png/.jpg) found under {self.root} (expected layout {self.layout})"
+            )
+        self.sequences = [
+            (name, len(self._frames[name])) for name in sorted(self._frames, key=natural_key)
+        ]
+
+    def _discover(self, root: Path) -> None:
+        for folder, _dirs, files in os.walk(root):
+            folder_path = Path(folder)
+            images = [folder_path / f for f in files]
+            images = sorted((p for p in images if _is_image(p)), key=lambda p: natural_key(p.name))
+            if images:
+                relative = folder_path.relative_to(root).as_posix()
+                name = root.name if relative == "." else relative
+                self._frames[name] = images
+
+    def frame_paths(self, name: str) -> list[Path]:
+        return self._frames[name]
+
+    def read(self, name: str, indices: Sequence[int]) -> torch.Tensor:
+        paths = self._frames[name]
+        indices = _check_indices(name, indices, len(paths))
+        return torch.stack([read_image(paths[i]) for i in indices])
+
+
+class VideoFileSource(FrameSource):
+    """Sequences stored as video files: ``path`` is one video or a folder of videos.
+
+    Each video is one sequence, named by its file name. A video is decoded sequentially
+    (never seeking) the first time it is read and its frames are kept in memory, so an epoch
+    does not decode again; ``preload()`` decodes everything at once (call it before forking
+    DataLoader workers so they share the decoded frames). ``cache=False`` decodes on every read.
+    """
+
+    layout = "a video file, or a folder of video files (.mp4, .mkv, .avi, .mov, .mpg, ...)"
+
+    def __init__(self, path: str | os.PathLike, cache: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataNotFoundError(f"video path not found: {self.path} (expected {self.layout})")
+        if self.path.is_dir():
+            files = sorted(
+                (
+                    p
+                    for p in self.path.iterdir()
+                    if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                ),
+                key=lambda p: natural_key(p.name),
+            )
+            if not files:
+                raise DataError(f"no video files found in {self.path} (expected {self.layout})")
+        else:
+            files = [self.path]
+        self.cache = cache
+        self._files = {p.name: p for p in files}
+        self._decoded: dict[str, torch.Tensor] = {}
+        self.fps: dict[str, float] = {}
+        self.sequences = []
+        for name, file in self._files.items():
+            num_frames, fps, _size = probe_video(file)
+            self.fps[name] = fps
+            self.sequences.append((name, num_frames))
+
+    def preload(self) -> VideoFileSource:
+        """Decode every video now (when caching). Returns self."""
+        if self.cache:
+            for name, _count in self.sequences:
+                self._all_frames(name)
+        return self
+
+    def _all_frames(self, name: str) -> torch.Tensor:
+        if name not in self._decoded:
+            frames = read_video_frames(self._files[name])
+            # The container's stored frame count can be off by a few frames: trust the decoder.
+            self.sequences = [(n, len(frames) if n == name else c) for n, c in self.sequences]
+            self._decoded[name] = frames
+        return self._decoded[name]
+
+    def read(self, name: str, indices: Sequence[int]) -> torch.Tensor:
+        if name not in self._files:
+            raise KeyError(f"no video {name!r} in {self.path}")
+        if self.cache:
+            frames = self._all_frames(name)
+            indices = _check_indices(name, indices, len(frames))
+            return frames[indices]
+        indices = _check_indices(name, indices, self.num_frames(name))
+        first = min(indices)
+        frames = read_video_frames(self._files[name], start=first, count=max(indices) - first + 1)
+        return frames[[i - first for i in indices]]
+
+
+class VimeoSeptupletSource(FrameSource):
+    """Vimeo-90K septuplets: ``ROOT/sequences/00001/0001/im1.png .. im7.png``.
+
+    ``list_file`` (e.g. ``sep_trainlist.txt`` or ``sep_testlist.txt``, relative to ROOT or a
+    path) names one clip per line (``00001/0001``); each clip is a sequence of 7 frames.
+    """
+
+    layout = "ROOT/sequences/<00001>/<0001>/im1.png..im7.png with ROOT/sep_trainlist.txt"
+    frames_per_clip = 7
+
+    def __init__(
+        self, root: str | os.PathLike, list_file: str | os.PathLike = "sep_trainlist.txt"
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataNotFoundError(
+                f"Vimeo-90K folder not found: {self.root} (expected {self.layout})"
+            )
+        list_path = Path(list_file)
+        if not list_path.is_absolute():
+            list_path = self.root / list_path
+        if not list_path.is_file():
+            raise DataNotFoundError(
+                f"Vimeo-90K list file not found: {list_path} (expected {self.layout})"
+            )
+        names = [line.strip() for line in list_path.read_text().splitlines() if line.strip()]
+        if not names:
+            raise DataError(f"Vimeo-90K list file {list_path} names no clips")
+        first = self.root / "sequences" / names[0]
+        if not (first / "im1.png").is_file():
+            raise DataNotFoundError(
+                f"Vimeo-90K clip {names[0]!r} from {list_path.name} not found at {first} "
+                f"(expected {self.layout})"
+            )
+        self.list_path = list_path
+        self.sequences = [(name, self.frames_per_clip) for name in names]
+
+    def read(self, name: str, indices: Sequence[int]) -> torch.Tensor:
+        indices = _check_indices(name, indices, self.frames_per_clip)
+        folder = self.root / "sequences" / name
+        return torch.stack([read_image(folder / f"im{i + 1}.png") for i in indices])
+
+
+class AdobeGoProSource(FrameFolderSource):
+    """Adobe240 / GoPro frame folders: ``ROOT/<seq>/*.png|jpg`` or ``ROOT/<split>/<seq>/...``.
+
+    With ``split`` (e.g. ``"train"`` or ``"test"``) only ``ROOT/<split>`` is used; without it,
+    every sequence under ROOT is (names then include the split folder, ``test/GOPR0384_11_00``).
+    """
+
+    layout = "ROOT/<sequence>/*.png|jpg or ROOT/<train|test>/<sequence>/*.png|jpg"
+
+    def __init__(self, root: str | os.PathLike, split: str | None = None) -> None:
+        root = Path(root)
+        if split is not None:
+            if not root.exists():
+                raise DataNotFoundError(
+                    f"Adobe240/GoPro folder not found: {root} (expected layout {self.layout})"
+                )
+            if not (root / split).is_dir():
+                raise DataNotFoundError(
+                    f"split folder {split!r} not found in {root} (expected layout {self.layout})"
+                )
+            root = root / split
+        super().__init__(root)
+        self.split = split
+
+
+class SequenceSubset(FrameSource):
+    """A view of some sequences of another source, each limited to a frame range.
+
+    ``ranges`` maps a sequence name to ``(start, stop)`` (frames ``start .. stop-1``); frame
+    ``i`` of the view is frame ``start + i`` of the source.
+    """
+
+    def __init__(self, source: FrameSource, ranges: dict[str, tuple[int, int]]) -> None:
+        counts = dict(source.sequences)
+        for name, (start, stop) in ranges.items():
+            if name not in counts:
+                raise KeyError(f"no sequence {name!r} in {source!r}")
+            if not 0 <= start < stop <= counts[name]:
+                raise ValueError(
+                    f"bad frame range {start}..{stop} for {name!r} ({counts[name]} frames)"
+                )
+        self.source = source
+        self.ranges = dict(ranges)
+        self.sequences = [(name, stop - start) for name, (start, stop) in self.ranges.items()]
+
+    def read(self, name: str, indices: Sequence[int]) -> torch.Tensor:
+        start, stop = self.ranges[name]
+        indices = _check_indices(name, indices, stop - start)
+        return self.source.read(name, [start + i for i in indices])
+
+    def __repr__(self) -> str:
+        return f"SequenceSubset({self.source!r}, {self.ranges})"
+
+
+def split_sequences(
+    source: FrameSource, val_fraction: float = 0.2, min_frames: int = 1
+) -> tuple[SequenceSubset, SequenceSubset]:
+    """Split a source into (train, val) views that share no frame.
+
+    With several sequences, the last ``max(1, round(n * val_fraction))`` sequences (by name)
+    are validation. With one sequence, its first ``1 - val_fraction`` of frames are training
+    and the rest validation. ``min_frames`` (e.g. the clip window) is checked for both parts.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    sequences = source.sequences
+    if len(sequences) >= 2:
+        num_val = min(len(sequences) - 1, max(1, round(len(sequences) * val_fraction)))
+        train = {name: (0, count) for name, count in sequences[:-num_val]}
+        val = {name: (0, count) for name, count in sequences[-num_val:]}
+    else:
+        name, count = sequences[0]
+        boundary = round(count * (1 - val_fraction))
+        if boundary < min_frames or count - boundary < min_frames:
+            raise DataError(
+                f"sequence {name!r} has {count} frames: too few to split {1 - val_fraction:.0%}/"
+                f"{val_fraction:.0%} into train and val parts of at least {min_frames} frames each"
+            )
+        train = {name: (0, boundary)}
+        val = {name: (boundary, count)}
+    return SequenceSubset(source, train), SequenceSubset(source, val)
