@@ -127,7 +127,8 @@ def probe_video(path: str | os.PathLike) -> tuple[int, float, tuple[int, int]]:
     if stored > 0:
         return stored, fps, (height, width)
     count = 0
-    for count, frame in enumerate(_decoded_frames(path), start=1):
+    for frame in _decoded_frames(path):
+        count += 1
         height, width = frame.height, frame.width
     if count == 0:
         raise DataError(f"no frames could be decoded from {path} (empty or corrupt video)")
