@@ -1,0 +1,268 @@
+"""Load an STNO network from a checkpoint without running code stored in it.
+
+Checkpoints are untrusted input: they are read with ``torch.load(..., weights_only=True)``,
+which only unpickles tensors and plain containers, and the network class is picked from a
+fixed allow-list by the ``_target_`` string, never imported from the file.
+
+Format (what ``stno-train`` writes, see the LightningModule, and ``save_network_checkpoint``):
+
+- ``checkpoint["hyper_parameters"]["net"]``: the net config, ``{"_target_": "stno.nn.STNO", ...kwargs}``;
+- ``checkpoint["hyper_parameters"]["preset"]``: the model config name, e.g. ``"stno_tiny"``;
+- ``checkpoint["state_dict"]``: network weights under ``net.``, EMA weights (if any) under ``ema.``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import stno
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "NETWORK_TARGETS",
+    "load_network",
+    "build_network",
+    "save_network_checkpoint",
+]
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable STNO checkpoint, or one that does not fit the request."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint path does not exist."""
+
+
+def _network_classes() -> dict[str, type[nn.Module]]:
+    from stno.nn import STNO, BicubicBlend
+
+    return {"stno.nn.STNO": STNO, "stno.nn.BicubicBlend": BicubicBlend}
+
+
+# The only classes a checkpoint may ask for.
+NETWORK_TARGETS = ("stno.nn.STNO", "stno.nn.BicubicBlend")
+
+# Bookkeeping entries an EMA wrapper may keep next to the averaged weights.
+_EMA_BOOKKEEPING = ("n_averaged", "num_updates", "decay", "step")
+
+
+def build_network(net_config: dict[str, Any]) -> nn.Module:
+    """Instantiate an allow-listed network from its config ``{"_target_": ..., **kwargs}``."""
+    if not isinstance(net_config, dict) or "_target_" not in net_config:
+        raise CheckpointError(f"net config must be a dict with a '_target_' key, got {net_config!r}")
+    target = net_config["_target_"]
+    classes = _network_classes()
+    if target not in classes:
+        raise CheckpointError(
+            f"network '{target}' is not an STNO network (allowed: {', '.join(NETWORK_TARGETS)})"
+        )
+    kwargs = {key: value for key, value in net_config.items() if key != "_target_"}
+    try:
+        return classes[target](**kwargs)
+    except TypeError as error:
+        raise CheckpointError(f"cannot build {target} from the checkpoint's config: {error}") from error
+
+
+def _read_checkpoint(path: Path) -> dict:
+    if not path.exists():
+        raise CheckpointNotFoundError(f"checkpoint not found: {path} (give ckpt_path=<file.ckpt>)")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint path is a folder, not a file: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is an empty file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises KeyError, RuntimeError, UnpicklingError, ... on bad files
+        message = str(error)
+        if "Weights only load failed" in message:
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+            stored = f" ({found.group(1)})" if found else ""
+            raise CheckpointError(
+                f"{path} stores Python objects{stored} that safe (weights_only) loading refuses; "
+                "STNO checkpoints hold only tensors and plain containers"
+            ) from error
+        first = message.strip().splitlines()[0] if message.strip() else type(error).__name__
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (corrupt or another file type): {first[:160]}"
+        ) from error
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"{path} is not an STNO checkpoint (no 'state_dict')")
+    return checkpoint
+
+
+def _prefixed(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+
+
+def _describe(preset: str | None, target: str) -> str:
+    return f"'{preset}' ({target})" if preset else f"'{target}'"
+
+
+def load_network(
+    ckpt_path: str | os.PathLike,
+    expected: str | dict | None = None,
+    device: str | torch.device = "cpu",
+    use_ema: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the network stored in an STNO checkpoint and load its weights strictly.
+
+    Args:
+        ckpt_path: a checkpoint written by ``stno-train`` or ``save_network_checkpoint``.
+        expected: the model the caller asked for: a preset name (``"stno_tiny"``), or a net config
+            dict (``{"_target_": "stno.nn.STNO", "channels": 32, ...}``) whose entries must match
+            the checkpoint's; None accepts any STNO network.
+        device: where to put the network.
+        use_ema: load the EMA weights (``ema.``) when the checkpoint has them.
+
+    Returns:
+        ``(net, info)``: the network in eval mode, and a dict with ``path``, ``preset``,
+        ``net_config``, ``weights`` (``"ema"`` or ``"net"``), ``epoch``, ``global_step``,
+        ``num_parameters``.
+
+    Raises:
+        CheckpointNotFoundError: no such file. CheckpointError: not an STNO checkpoint, another
+        model or preset than ``expected``, or weights that do not fit the network.
+    """
+    path = Path(ckpt_path).expanduser()
+    checkpoint = _read_checkpoint(path)
+    hyper_parameters = checkpoint.get("hyper_parameters") or {}
+    net_config = hyper_parameters.get("net") if isinstance(hyper_parameters, dict) else None
+    if not isinstance(net_config, dict) or "_target_" not in net_config:
+        raise CheckpointError(
+            f"{path} is not an STNO checkpoint (no hyper_parameters.net._target_; "
+            "it was not written by stno-train)"
+        )
+    target = net_config["_target_"]
+    if target not in NETWORK_TARGETS:
+        raise CheckpointError(
+            f"{path} holds model '{target}', not an STNO network (allowed: {', '.join(NETWORK_TARGETS)})"
+        )
+    preset = hyper_parameters.get("preset")
+    _check_expected(path, expected, preset, net_config)
+
+    net = build_network(net_config)
+    state_dict = checkpoint["state_dict"]
+    weights = "net"
+    selected = _prefixed(state_dict, "net.")
+    if use_ema:
+        ema = _prefixed(state_dict, "ema.")
+        ema = {key: value for key, value in ema.items() if key not in _EMA_BOOKKEEPING}
+        for wrapper in ("module.", "net."):  # EMA wrappers that keep the net as a submodule
+            if ema and all(key.startswith(wrapper) for key in ema):
+                ema = _prefixed(ema, wrapper)
+        if ema:
+            selected, weights = ema, "ema"
+    own = net.state_dict()
+    missing = sorted(set(own) - set(selected))
+    unexpected = sorted(set(selected) - set(own))
+    if missing or unexpected:
+        detail = []
+        if missing:
+            detail.append(f"missing {len(missing)} weights (e.g. {missing[0]})")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected weights (e.g. {unexpected[0]})")
+        raise CheckpointError(
+            f"weights in {path} do not fit its model {_describe(preset, target)}: {'; '.join(detail)}"
+        )
+    for key, value in selected.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise CheckpointError(
+                f"weights in {path} do not fit the model {_describe(preset, target)}: "
+                f"{key} has shape {tuple(value.shape)} in the checkpoint, {tuple(own[key].shape)} in the network"
+            )
+    net.load_state_dict(selected, strict=True)
+    net.to(device).eval()
+    info = {
+        "path": str(path),
+        "preset": preset,
+        "net_config": dict(net_config),
+        "weights": weights,
+        "epoch": checkpoint.get("epoch"),
+        "global_step": checkpoint.get("global_step"),
+        "num_parameters": sum(p.numel() for p in net.parameters()),
+    }
+    return net, info
+
+
+def _check_expected(path: Path, expected, preset: str | None, net_config: dict) -> None:
+    if expected is None:
+        return
+    target = net_config["_target_"]
+    if isinstance(expected, str):
+        if preset is not None and expected != preset:
+            raise CheckpointError(
+                f"model={expected} was asked for, but checkpoint {path} holds model "
+                f"{_describe(preset, target)}; drop model= or pass model={preset}"
+            )
+        if preset is None:
+            raise CheckpointError(
+                f"model={expected} was asked for, but checkpoint {path} does not name its preset "
+                f"(it holds {target}); drop model= to use the checkpoint's own config"
+            )
+        return
+    if isinstance(expected, dict):
+        differences = [
+            f"{key}={value!r} (checkpoint: {net_config.get(key)!r})"
+            for key, value in expected.items()
+            if key != "max_queries" and net_config.get(key) != value
+        ]
+        if differences:
+            raise CheckpointError(
+                f"checkpoint {path} holds model {_describe(preset, target)}, which differs from the "
+                f"requested config: {', '.join(differences[:4])}"
+            )
+        return
+    raise TypeError(f"expected must be a preset name, a config dict or None, got {type(expected).__name__}")
+
+
+def _plain(value):
+    """Config values as plain python containers (tuples -> lists), as stno-train stores them."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def save_network_checkpoint(
+    net: nn.Module, path: str | os.PathLike, preset: str | None = None, ema: nn.Module | None = None
+) -> Path:
+    """Write a minimal checkpoint of ``net`` in the ``stno-train`` format, atomically.
+
+    Args:
+        net: an ``STNO`` or ``BicubicBlend`` (its ``config`` dict holds the constructor kwargs).
+        path: destination file; written to a temporary name in the same folder, then renamed.
+        preset: model config name stored as ``hyper_parameters.preset`` (e.g. ``"stno_tiny"``).
+        ema: optional averaged copy of ``net`` stored under ``ema.``.
+    """
+    target = f"stno.nn.{type(net).__name__}"
+    if target not in NETWORK_TARGETS:
+        raise CheckpointError(f"save_network_checkpoint: {target} is not an STNO network")
+    state_dict = {f"net.{key}": value.detach().cpu() for key, value in net.state_dict().items()}
+    if ema is not None:
+        state_dict.update({f"ema.{key}": value.detach().cpu() for key, value in ema.state_dict().items()})
+    checkpoint = {
+        "state_dict": state_dict,
+        "hyper_parameters": {"net": {"_target_": target, **_plain(dict(net.config))}, "preset": preset},
+        "epoch": 0,
+        "global_step": 0,
+        "stno_version": stno.__version__,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(checkpoint, temporary)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
