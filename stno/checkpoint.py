@@ -30,6 +30,9 @@ __all__ = [
     "load_network",
     "build_network",
     "save_network_checkpoint",
+    "network_for",
+    "resolve_device",
+    "BASELINE_MODEL",
 ]
 
 
@@ -266,3 +269,43 @@ def save_network_checkpoint(
         if temporary.exists():
             temporary.unlink()
     return path
+
+
+BASELINE_MODEL = "bicubic_blend"
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None) -> cuda when available, else cpu; anything else as given."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {device!r} (use cpu, cuda, cuda:0 or auto)") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device} was asked for but CUDA is not available; use device=cpu")
+    return resolved
+
+
+def network_for(
+    model: str | None,
+    ckpt_path: str | os.PathLike | None,
+    device: str | torch.device = "cpu",
+    use_ema: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The network an entry point runs: the ``bicubic_blend`` baseline, or a checkpoint's network.
+
+    ``model=bicubic_blend`` needs no checkpoint; any other model needs ``ckpt_path`` and is
+    checked against the checkpoint's preset (``model=None`` accepts the checkpoint's).
+    """
+    if model == BASELINE_MODEL and not ckpt_path:
+        from stno.nn import BicubicBlend
+
+        net = BicubicBlend().to(device).eval()
+        return net, {"path": None, "preset": BASELINE_MODEL, "net_config": {"_target_": "stno.nn.BicubicBlend"},
+                     "weights": None, "epoch": None, "global_step": None, "num_parameters": 0}
+    if not ckpt_path:
+        raise CheckpointError(
+            "ckpt_path= is required (a checkpoint written by stno-train), or use model=bicubic_blend"
+        )
+    return load_network(ckpt_path, expected=model, device=device, use_ema=use_ema)
