@@ -53,8 +53,9 @@ __all__ = [
 class _WorkerGenerator:
     """A torch.Generator re-seeded whenever it finds itself in a new DataLoader worker."""
 
-    def __init__(self, seed: int | None) -> None:
+    def __init__(self, seed: int | None, offset: int = 0) -> None:
         self.seed = seed
+        self.offset = offset  # decorrelates two generators living in the same worker
         self._generator: torch.Generator | None = None
         self._seeded_with: int | None = None
 
@@ -67,13 +68,13 @@ class _WorkerGenerator:
         else:
             seed = torch.initial_seed()
         if self._generator is None or self._seeded_with != seed:
-            self._generator = torch.Generator().manual_seed(seed % (2**63))
+            self._generator = torch.Generator().manual_seed((seed + self.offset) % (2**63))
             self._seeded_with = seed
         return self._generator
 
     def __getstate__(self) -> dict:
         # A generator is not picklable (spawned workers); each worker makes its own.
-        return {"seed": self.seed, "_generator": None, "_seeded_with": None}
+        return {"seed": self.seed, "offset": self.offset, "_generator": None, "_seeded_with": None}
 
 
 def seed_worker(worker_id: int) -> None:
@@ -400,7 +401,7 @@ class ContinuousCollate:
         self.random_draws = random_draws
         self.quantize_lr = quantize_lr
         self.seed = seed
-        self._generator = _WorkerGenerator(seed)
+        self._generator = _WorkerGenerator(seed, offset=1)
 
     def _indices_of(self, times: Sequence[float]) -> list[int]:
         steps = self.window - 1
