@@ -70,11 +70,20 @@ def resize_matrix(
 ) -> torch.Tensor:
     """Dense (out_len, in_len) matrix ``M`` with ``y = M @ x`` resizing one axis.
 
-    ``scale`` defaults to ``out_len / in_len``.
+    ``scale`` defaults to ``out_len / in_len``. Cached per (sizes, scale, device, dtype).
     """
     if scale is None:
         scale = out_len / in_len
-    matrix = _resize_matrix_np(int(in_len), int(out_len), float(scale))
+    return _resize_matrix_torch(
+        int(in_len), int(out_len), float(scale), torch.device(device or "cpu"), dtype
+    )
+
+
+@lru_cache(maxsize=64)
+def _resize_matrix_torch(
+    in_len: int, out_len: int, scale: float, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    matrix = _resize_matrix_np(in_len, out_len, scale)
     return torch.from_numpy(matrix).to(device=device, dtype=dtype)
 
 

@@ -130,3 +130,20 @@ def test_crop_to_multiple():
     assert crop_to_multiple(x, 1).shape == x.shape
     with pytest.raises(ValueError):
         crop_to_multiple(torch.rand(3, 2, 2), 4)
+
+
+def test_interior_matches_pillow():
+    """Pillow's BICUBIC uses the same kernel (a = -0.5, stretched when shrinking) and pixel centres;
+    it only treats borders differently, so away from the borders both must agree."""
+    image_module = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(3)
+    image = rng.random((40, 60)).astype(np.float32)
+    for out_hw in ((10, 15), (20, 30), (13, 23), (80, 120)):
+        pil = image_module.fromarray(image, mode="F").resize(
+            (out_hw[1], out_hw[0]), image_module.Resampling.BICUBIC
+        )
+        expected = np.asarray(pil, dtype=np.float64)
+        ours = imresize(torch.from_numpy(image)[None], out_size=out_hw)[0].double().numpy()
+        margin = max(2, math.ceil(4 * out_hw[0] / 40))  # beyond the kernel's reach of the border
+        interior = (slice(margin, -margin), slice(margin, -margin))
+        assert np.abs(ours[interior] - expected[interior]).max() < 1e-4
