@@ -1,0 +1,379 @@
+"""Any video to high resolution and high frame rate, streamed through sliding windows.
+
+Streaming: input frames are decoded one after the other (PyAV, or one image at a time from a
+frame folder) and only the current window (``window + 1`` frames) is kept, so memory does not
+grow with the video's length; output frames are written as soon as a window is done.
+
+Windows and overlap: the network sees ``window`` consecutive inputs at a time so that its
+bidirectional recurrent propagation has temporal context. Neighbouring windows overlap by
+``2 * context`` inputs; each window *owns* the input intervals away from its edges (``context``
+inputs of margin on each side, none at the start and end of the video) and emits, for every
+owned interval ``[i, i + 1]``, the output frame of input ``i`` followed by its
+``time_scale - 1`` in-between frames; the last window also emits the last input's frame. So
+each interval is produced exactly once, in order, and the output has exactly
+``(N - 1) * time_scale + 1`` frames. The last window is shifted back to end at the last input
+(more left context instead of a shorter window). Defaults ``window=6, context=1``: each window
+owns 3 of its 5 intervals (compute ~1.7x of a single pass), with one input of context on
+each side of every owned frame.
+
+The output (a video file or a frame folder) is written under a temporary name and renamed
+when complete; on any error nothing is left at the output path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from stno.data import DataError, DataNotFoundError, VideoWriter, write_png_frames
+from stno.data.video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+__all__ = [
+    "InferenceWindow",
+    "stream_windows",
+    "plan_windows",
+    "FrameReader",
+    "open_frames",
+    "output_size_for",
+    "upscale_video",
+    "DEFAULT_FRAME_FOLDER_FPS",
+]
+
+# Frames per second assumed for a frame-folder input (override with input_fps=).
+DEFAULT_FRAME_FOLDER_FPS = 25.0
+
+
+@dataclass(frozen=True)
+class InferenceWindow:
+    """Inputs ``first .. last`` (inclusive) go to the network; intervals ``own_from .. own_to - 1``
+    are emitted (interval i = input i's frame and the frames between inputs i and i + 1);
+    ``is_last``: also emit input ``last``'s frame (the video's final frame)."""
+
+    first: int
+    last: int
+    own_from: int
+    own_to: int
+    is_last: bool
+
+
+def _check_window(window: int, context: int) -> None:
+    if window < 2:
+        raise ValueError(f"window must be >= 2 input frames, got {window}")
+    if context < 0 or window - 1 - 2 * context < 1:
+        raise ValueError(
+            f"context={context} leaves no frames to emit in a window of {window} inputs; "
+            f"need window >= 2 * context + 2"
+        )
+
+
+def stream_windows(
+    frames: Iterator[Any], window: int = 6, context: int = 1
+) -> Iterator[tuple[InferenceWindow, list[Any]]]:
+    """Cut a stream of frames into overlapping windows without knowing its length in advance.
+
+    Yields ``(InferenceWindow, frames first .. last)``; at most ``window + 1`` frames are held
+    (one frame of look-ahead tells whether a window is the last). Raises DataError for
+    fewer than 2 frames.
+    """
+    _check_window(window, context)
+    frames = iter(frames)
+    buffer: deque = deque(maxlen=window + 1)  # (index, frame)
+    next_index = 0
+    exhausted = False
+
+    def fill(upto: int) -> None:
+        nonlocal next_index, exhausted
+        while not exhausted and next_index <= upto:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                exhausted = True
+                return
+            buffer.append((next_index, frame))
+            next_index += 1
+
+    own_from = 0
+    while True:
+        first = max(0, own_from - context)
+        fill(first + window)  # one frame past the window: is there anything after it?
+        if exhausted:
+            count = next_index
+            if count < 2:
+                raise DataError(f"the input has {count} frame(s); need at least 2 frames")
+            first, last, own_to, is_last = max(0, count - window), count - 1, count - 1, True
+        else:
+            last = first + window - 1
+            own_to, is_last = last - context, False
+        held = {index: frame for index, frame in buffer}
+        yield InferenceWindow(first, last, own_from, own_to, is_last), [held[i] for i in range(first, last + 1)]
+        if is_last:
+            return
+        own_from = own_to
+
+
+def plan_windows(num_frames: int, window: int = 6, context: int = 1) -> list[InferenceWindow]:
+    """The windows :func:`stream_windows` makes for a video of ``num_frames`` frames."""
+    return [w for w, _frames in stream_windows(iter(range(num_frames)), window, context)]
+
+
+class FrameReader:
+    """Sequential reader of a video file or a frame folder: iterate to get (3, H, W) uint8 frames.
+
+    ``num_frames`` is exact for a frame folder and the container's count (possibly an estimate)
+    for a video; ``fps`` is the video's rate, or ``DEFAULT_FRAME_FOLDER_FPS`` for a folder.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
+        from stno.data import FrameFolderSource, probe_video
+
+        self.path = Path(path).expanduser()
+        if not self.path.exists():
+            raise DataNotFoundError(f"input not found: {self.path} (give a video file or a folder of frames)")
+        if self.path.is_dir():
+            source = FrameFolderSource(self.path)
+            if len(source.sequences) != 1:
+                raise DataError(
+                    f"{self.path} holds {len(source.sequences)} frame folders; give one folder of frames"
+                )
+            self._source = source
+            self._name, self.num_frames = source.sequences[0]
+            self.fps = float(fps) if fps else DEFAULT_FRAME_FOLDER_FPS
+            first = source.read(self._name, [0])[0]
+            self.size = (int(first.shape[-2]), int(first.shape[-1]))
+        else:
+            if self.path.suffix.lower() in IMAGE_EXTENSIONS:
+                raise DataError(f"{self.path} is a single image; give a video or a folder of frames")
+            self._source = None
+            self.num_frames, video_fps, self.size = probe_video(self.path)
+            self.fps = float(fps) if fps else video_fps
+            if not self.fps or self.fps <= 0:
+                self.fps = DEFAULT_FRAME_FOLDER_FPS
+        if self.num_frames < 2:
+            raise DataError(f"{self.path} has {self.num_frames} frame(s); need at least 2 frames")
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self._source is not None:
+            for index in range(self.num_frames):
+                yield self._source.read(self._name, [index])[0]
+            return
+        import av
+
+        try:
+            container = av.open(str(self.path))
+        except (av.error.FFmpegError, UnicodeDecodeError) as error:
+            raise DataError(f"cannot open video {self.path}: {error}") from error
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            try:
+                for frame in container.decode(stream):
+                    yield torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).contiguous()
+            except av.error.FFmpegError as error:
+                raise DataError(f"corrupt video {self.path}: {error}") from error
+        finally:
+            container.close()
+
+
+def open_frames(path: str | os.PathLike, fps: float | None = None) -> FrameReader:
+    """A :class:`FrameReader` over a video file or a frame folder."""
+    return FrameReader(path, fps)
+
+
+def output_size_for(
+    input_size: tuple[int, int], space_scale: float | None = None, out_size=None
+) -> tuple[int, int]:
+    """(H, W) of the output: ``out_size`` if given, else ``round(h * scale), round(w * scale)``."""
+    height, width = input_size
+    if out_size is not None:
+        try:
+            size = tuple(int(v) for v in out_size)
+        except (TypeError, ValueError):
+            raise ValueError(f"out_size must be [H, W], got {out_size!r}") from None
+        if len(size) != 2 or size[0] < height or size[1] < width:
+            raise ValueError(
+                f"out_size {list(out_size)} must be two sizes at least the input's {height}x{width}"
+            )
+        return size  # type: ignore[return-value]
+    if space_scale is None:
+        raise ValueError("give space_scale (a number >= 1) or out_size=[H, W]")
+    scale = float(space_scale)
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"space_scale must be a positive number >= 1, got {space_scale}")
+    if scale < 1:
+        raise ValueError(f"space_scale {space_scale} < 1 would shrink the video; use a scale >= 1")
+    return int(round(height * scale)), int(round(width * scale))
+
+
+class _VideoSink:
+    def __init__(self, path: Path, fps: float) -> None:
+        self.writer = VideoWriter(path, fps=fps)
+
+    def write(self, frames: torch.Tensor) -> None:
+        self.writer.write(frames)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+class _FolderSink:
+    """PNG frames into a temporary sibling folder, renamed to ``path`` when complete."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        if self.temporary.exists():
+            shutil.rmtree(self.temporary)
+        self.temporary.mkdir()
+        self.count = 0
+
+    def write(self, frames: torch.Tensor) -> None:
+        write_png_frames(frames, self.temporary, start_index=self.count)
+        self.count += frames.shape[0]
+
+    def close(self) -> None:
+        if self.path.exists():
+            self.path.rmdir()  # only an empty folder may be replaced (checked before the run)
+        os.replace(self.temporary, self.path)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.temporary, ignore_errors=True)
+
+
+def _check_output(output: Path, input_path: Path) -> str:
+    """'video' or 'folder'; raises a clear error when the output cannot be written."""
+    if output.resolve() == input_path.resolve():
+        raise ValueError(f"output {output} is the input; choose another output path")
+    suffix = output.suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:
+        kind = "video"
+        if output.is_dir():
+            raise ValueError(f"output {output} is a folder; give a file name such as out.mp4")
+    elif suffix == "":
+        kind = "folder"
+        if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            raise ValueError(
+                f"output folder {output} already exists and is not empty; remove it or choose another"
+            )
+    else:
+        raise ValueError(
+            f"output {output}: unknown kind '{suffix}'; give a video ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) "
+            "or a folder name without extension"
+        )
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"cannot write {output}: folder {parent} does not exist or is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {output}: folder {parent} is not writable")
+    return kind
+
+
+@torch.no_grad()
+def upscale_video(
+    net: nn.Module,
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    space_scale: float | None = 4.0,
+    time_scale: int = 2,
+    out_size=None,
+    fps: float | None = None,
+    input_fps: float | None = None,
+    window: int = 6,
+    context: int = 1,
+    max_queries: int | None = 65536,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Upscale a video (file or frame folder) in space and time, streaming, writing atomically.
+
+    Args:
+        net: ``net(frames (1, T, 3, h, w) [0, 1], times, (H, W), max_queries) -> (1, O, 3, H, W)``.
+        input_path, output_path: a video file or a frame folder each (output: video by extension,
+            folder when it has no extension).
+        space_scale: output size ``round(h * s), round(w * s)`` (s >= 1); or give ``out_size``.
+        time_scale: integer >= 1; output has ``(N - 1) * time_scale + 1`` frames.
+        fps: output frames per second (default: input fps x time_scale).
+        input_fps: frames per second of the input (frame folders: default 25).
+        window, context: inputs per network call and inputs of overlap context on each side.
+        max_queries: target pixels decoded at once (memory bound; same result as unchunked).
+    Returns:
+        a summary dict: input/output frame counts, sizes, fps, seconds.
+    """
+    if isinstance(time_scale, float) and not float(time_scale).is_integer():
+        raise ValueError(f"time_scale must be an integer >= 1, got {time_scale}")
+    time_scale = int(time_scale)
+    if time_scale < 1:
+        raise ValueError(f"time_scale must be an integer >= 1, got {time_scale}")
+    if max_queries is not None and int(max_queries) < 1:
+        raise ValueError(f"max_queries must be a positive integer or null, got {max_queries}")
+    if fps is not None and not float(fps) > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    _check_window(window, context)
+    input_path, output_path = Path(input_path).expanduser(), Path(output_path).expanduser()
+    reader = FrameReader(input_path, input_fps)
+    kind = _check_output(output_path, input_path)
+    height, width = reader.size
+    out_h, out_w = output_size_for(reader.size, space_scale, out_size)
+    out_fps = float(fps) if fps else reader.fps * time_scale
+    times = [i / time_scale for i in range(1, time_scale)]
+    device = torch.device(device)
+    net = net.to(device).eval()
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=(reader.num_frames - 1) * time_scale + 1, unit="frame", desc="stno-infer", dynamic_ncols=True)
+    sink = _VideoSink(output_path, out_fps) if kind == "video" else _FolderSink(output_path)
+    written = 0
+    input_count = 0
+    started = time.perf_counter()
+    try:
+        for plan, frames in stream_windows(iter(reader), window, context):
+            clip = torch.stack(frames).float().div_(255.0)
+            if tuple(clip.shape[-2:]) != (height, width):
+                raise DataError(f"frame size changes inside {input_path}: {tuple(clip.shape[-2:])} vs {height}x{width}")
+            out = net(clip.unsqueeze(0).to(device), times, (out_h, out_w), max_queries=max_queries)[0]
+            begin = (plan.own_from - plan.first) * time_scale
+            end = (plan.own_to - plan.first) * time_scale + (1 if plan.is_last else 0)
+            emitted = out[begin:end].float().cpu()
+            sink.write(emitted)
+            written += emitted.shape[0]
+            input_count = plan.last + 1
+            if bar is not None:
+                bar.update(emitted.shape[0])
+        expected = (input_count - 1) * time_scale + 1
+        if written != expected:  # a broken invariant must never produce a silently wrong video
+            raise RuntimeError(f"wrote {written} frames, expected {expected}")
+        sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - started
+    return {
+        "input": str(input_path),
+        "output": str(output_path),
+        "input_frames": input_count,
+        "output_frames": written,
+        "input_size": [height, width],
+        "output_size": [out_h, out_w],
+        "input_fps": reader.fps,
+        "output_fps": out_fps,
+        "seconds": seconds,
+        "seconds_per_output_frame": seconds / max(written, 1),
+    }
