@@ -139,10 +139,9 @@ def augment_clip(
         frames = frames.flip(-1)
     if flips[1] < 0.5:
         frames = frames.flip(-2)
+    # A transpose combined with the flips gives all 8 rotations/reflections of a square.
     if frames.shape[-1] == frames.shape[-2] and flips[2] < 0.5:
-        frames = frames.transpose(
-            -1, -2
-        )  # with the flips above this gives all 8 rotations/reflections
+        frames = frames.transpose(-1, -2)
     reversed_time = bool(reverse and flips[3] < 0.5)
     if reversed_time:
         frames = frames.flip(0)
