@@ -195,7 +195,7 @@ class VideoWriter:
         if exc_type is None:
             self.close()
         else:
-            self._abort()
+            self.abort()
 
     def _open(self, height: int, width: int) -> None:
         import av
@@ -252,13 +252,14 @@ class VideoWriter:
                 self._container.mux(packet)
             self._container.close()
         except BaseException:
-            self._abort()
+            self.abort()
             raise
         self._container = None
         os.replace(self._temp_path, self.path)
         return self.path
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
+        """Stop writing and delete the temporary file; the final path is left untouched."""
         if self._container is not None:
             try:
                 self._container.close()
