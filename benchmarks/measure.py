@@ -31,7 +31,9 @@ print(json.dumps({{"seconds": min(times), "resident_mib": before / 1024,
 """
 
 
-def run_case(setup: str, call: str, repeats: int = 3, threads: int = 2, warmup: bool = True) -> dict:
+def run_case(
+    setup: str, call: str, repeats: int = 3, threads: int = 2, warmup: bool = True
+) -> dict:
     """Time ``call`` (a statement using names made by ``setup``); fastest of the repeats (least disturbed by other load) and peak MiB.
 
     With ``warmup=False`` the call runs once, measured (for calls too slow to repeat); the memory

@@ -67,10 +67,14 @@ def test_galerkin_self_attention_and_chunked_statistics():
     attn = GalerkinAttention(dim=16, heads=4).double()
     x = torch.randn(1, 50, 16, dtype=torch.float64)
     full = attn(x)
-    np.testing.assert_allclose(full.detach().numpy(), galerkin_reference(attn, x.numpy(), x.numpy()), atol=1e-9)
+    np.testing.assert_allclose(
+        full.detach().numpy(), galerkin_reference(attn, x.numpy(), x.numpy()), atol=1e-9
+    )
     # K^T V is a sum over tokens: statistics of chunks add up to the whole
     stats = attn.statistics(x[:, :20]) + attn.statistics(x[:, 20:])
-    chunked = torch.cat([attn.attend(x[:, :31], stats, 50), attn.attend(x[:, 31:], stats, 50)], dim=1)
+    chunked = torch.cat(
+        [attn.attend(x[:, :31], stats, 50), attn.attend(x[:, 31:], stats, 50)], dim=1
+    )
     torch.testing.assert_close(chunked, full)
 
 

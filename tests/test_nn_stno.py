@@ -79,14 +79,19 @@ def test_chunked_decoding_equals_unchunked(attn_blocks):
     for chunk in (1000, 777, 1):
         if chunk == 1 and attn_blocks:
             continue  # one query at a time is legal but slow with attention passes
-        torch.testing.assert_close(decoder(feat, (31, 40), max_queries=chunk), full, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(
+            decoder(feat, (31, 40), max_queries=chunk), full, rtol=1e-10, atol=1e-10
+        )
 
 
 def test_network_chunked_equals_unchunked(tiny):
     frames = torch.rand(1, 2, 3, 21, 19)
     with torch.no_grad():
         torch.testing.assert_close(
-            tiny(frames, [0.5], (57, 51), max_queries=500), tiny(frames, [0.5], (57, 51)), atol=1e-6, rtol=1e-6
+            tiny(frames, [0.5], (57, 51), max_queries=500),
+            tiny(frames, [0.5], (57, 51)),
+            atol=1e-6,
+            rtol=1e-6,
         )
 
 
@@ -129,7 +134,9 @@ def test_backward_warp_integer_shift():
     ],
 )
 @pytest.mark.parametrize("model", ["stno", "bicubic"])
-def test_bad_arguments_raise_clear_value_errors(tiny, frames_shape, times, out_size, message, model):
+def test_bad_arguments_raise_clear_value_errors(
+    tiny, frames_shape, times, out_size, message, model
+):
     net = tiny if model == "stno" else BicubicBlend()
     with pytest.raises(ValueError, match=message):
         net(torch.rand(frames_shape), times, out_size)

@@ -39,7 +39,9 @@ class HeadLayerNorm(nn.Module):
         return x * self.weight + self.bias
 
 
-def galerkin_attend(q: torch.Tensor, stats: torch.Tensor, count: int | torch.Tensor) -> torch.Tensor:
+def galerkin_attend(
+    q: torch.Tensor, stats: torch.Tensor, count: int | torch.Tensor
+) -> torch.Tensor:
     """Apply accumulated Galerkin statistics to queries.
 
     Args:
@@ -103,7 +105,9 @@ class GalerkinAttention(nn.Module):
         k, v = self.keys_values(context)
         return k.transpose(-2, -1) @ v
 
-    def attend(self, x: torch.Tensor, stats: torch.Tensor, count: int | torch.Tensor) -> torch.Tensor:
+    def attend(
+        self, x: torch.Tensor, stats: torch.Tensor, count: int | torch.Tensor
+    ) -> torch.Tensor:
         """Output for queries ``x`` (B, N, dim) given precomputed statistics over ``count`` tokens."""
         out = galerkin_attend(self.queries(x), stats, count)
         return self.to_out(rearrange(out, "b h n d -> b n (h d)"))

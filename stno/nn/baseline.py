@@ -26,7 +26,9 @@ class BicubicBlend(nn.Module):
         super().__init__()
         self.config: dict = {}
 
-    def forward(self, frames: torch.Tensor, times: Sequence[float], out_size, max_queries: int | None = None):
+    def forward(
+        self, frames: torch.Tensor, times: Sequence[float], out_size, max_queries: int | None = None
+    ):
         times, (H, W) = check_video_call(frames, times, out_size)
         b, t = frames.shape[:2]
         up = imresize(rearrange(frames, "b t c y x -> (b t) c y x"), out_size=(H, W))

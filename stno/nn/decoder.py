@@ -14,8 +14,6 @@ unchunked decoding give the same result up to float rounding.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -89,7 +87,9 @@ class ContinuousDecoder(nn.Module):
         super().__init__()
         self.max_train_scale = max_train_scale
         self.lift = nn.Linear(4 * (in_channels + 2) + 2, hidden)
-        self.blocks = nn.ModuleList(TargetGridGalerkinBlock(hidden, heads) for _ in range(attn_blocks))
+        self.blocks = nn.ModuleList(
+            TargetGridGalerkinBlock(hidden, heads) for _ in range(attn_blocks)
+        )
         self.project = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 3))
         self.shortcut = nn.Sequential(
             nn.Conv2d(in_channels, in_channels, 1), nn.ReLU(), nn.Conv2d(in_channels, 3, 1)
@@ -101,51 +101,88 @@ class ContinuousDecoder(nn.Module):
         out_size: tuple[int, int],
         max_queries: int | None = None,
     ) -> torch.Tensor:
-        """feat: (N, C, h, w); out_size: (H, W); max_queries: target pixels decoded at once
-        (None: all). Returns (N, 3, H, W), unbounded RGB (the caller adds its skip and clamps)."""
+        """feat: (N, C, h, w); out_size: (H, W); max_queries: target pixels decoded at once over the
+        batch (None: all). Returns (N, 3, H, W), unbounded RGB (the caller adds its skip and clamps)."""
         n, c, h, w = feat.shape
         H, W = int(out_size[0]), int(out_size[1])
-        dev, dt = feat.device, feat.dtype
-        iy, ry, wy = _axis_neighbours(H, h, dev, dt)
-        ix, rx, wx = _axis_neighbours(W, w, dev, dt)
-        cell = torch.tensor(
-            [2 * h / H * max(H / h / self.max_train_scale, 1.0), 2 * w / W * max(W / w / self.max_train_scale, 1.0)],
-            device=dev, dtype=dt,
+        geometry = (
+            *_axis_neighbours(H, h, feat.device, feat.dtype),
+            *_axis_neighbours(W, w, feat.device, feat.dtype),
         )
-        flat = feat.flatten(2)  # (N, C, h*w)
-        total = H * W
-        chunk = total if not max_queries else max(1, math.ceil(max_queries / n))
-        starts = range(0, total, chunk)
+        cell = torch.tensor(
+            [
+                2 * h / H * max(H / h / self.max_train_scale, 1.0),
+                2 * w / W * max(W / w / self.max_train_scale, 1.0),
+            ],
+            device=feat.device,
+            dtype=feat.dtype,
+        )
+        feat_last = feat.permute(0, 2, 3, 1)  # channels last: gathered rows feed nn.Linear directly
+        group, rows, cols = _tiling(n, H, W, max_queries)
+        frames_out = []
+        for f0 in range(0, n, group):
+            tiles = [(r, cc) for r in range(0, H, rows) for cc in range(0, W, cols)]
 
-        def lifted(start: int) -> torch.Tensor:
-            q = torch.arange(start, min(start + chunk, total), device=dev)
-            row, col = q // W, q % W
-            parts = []
-            for a in (0, 1):
-                for b in (0, 1):
-                    lr_index = iy[a, row] * w + ix[b, col]
-                    weight = (wy[a, row] * wx[b, col]).unsqueeze(-1)
-                    rel = torch.stack([ry[a, row], rx[b, col]], dim=-1)
-                    parts += [rel.expand(n, -1, -1), flat[:, :, lr_index].transpose(1, 2) * weight]
-            parts.append(cell.expand(n, q.numel(), 2))
-            return self.lift(torch.cat(parts, dim=-1))  # (N, q, hidden)
+            def lifted(tile, part=feat_last[f0 : f0 + group]):
+                r, cc = tile
+                return self._lift(part, geometry, cell, slice(r, r + rows), slice(cc, cc + cols))
 
-        stats = []
-        for level, block in enumerate(self.blocks):
-            acc = 0
-            for s in starts:
-                x = lifted(s)
-                for prev, st in zip(self.blocks[:level], stats):
-                    x = prev.apply(x, st, total)
-                acc = acc + block.statistics(x)
-            stats.append(acc)
-
-        pieces = []
-        for s in starts:
-            x = lifted(s)
-            for block, st in zip(self.blocks, stats):
-                x = block.apply(x, st, total)
-            pieces.append(self.project(x))
-        out = torch.cat(pieces, dim=1).transpose(1, 2).reshape(n, 3, H, W)
-        short = F.interpolate(self.shortcut(feat), size=(H, W), mode="bilinear", align_corners=False)
+            # attention blocks need their statistics over *all* target pixels before any is decoded
+            stats = []
+            for level, block in enumerate(self.blocks):
+                acc = 0
+                for tile in tiles:
+                    x = lifted(tile).flatten(1, 2)
+                    for prev, st in zip(self.blocks[:level], stats):
+                        x = prev.apply(x, st, H * W)
+                    acc = acc + block.statistics(x)
+                stats.append(acc)
+            row_blocks = []
+            for r in range(0, H, rows):
+                row = []
+                for cc in range(0, W, cols):
+                    x = lifted((r, cc))
+                    shape = x.shape[:3]
+                    x = x.flatten(1, 2)
+                    for block, st in zip(self.blocks, stats):
+                        x = block.apply(x, st, H * W)
+                    row.append(self.project(x).unflatten(1, shape[1:]))
+                row_blocks.append(torch.cat(row, dim=2))
+            frames_out.append(torch.cat(row_blocks, dim=1))
+        out = torch.cat(frames_out, dim=0).permute(0, 3, 1, 2)
+        short = F.interpolate(
+            self.shortcut(feat), size=(H, W), mode="bilinear", align_corners=False
+        )
         return out + short
+
+    def _lift(self, feat_last, geometry, cell, rows: slice, cols: slice) -> torch.Tensor:
+        """Local-ensemble input of a tile of target pixels, lifted: (g, th, tw, hidden)."""
+        iy, ry, wy, ix, rx, wx = geometry
+        g = feat_last.shape[0]
+        th, tw = iy[0, rows].numel(), ix[0, cols].numel()
+        parts = []
+        for a in (0, 1):
+            picked_rows = feat_last.index_select(
+                1, iy[a, rows]
+            )  # separable gather: rows, then columns
+            for b in (0, 1):
+                neighbour = picked_rows.index_select(2, ix[b, cols])
+                weight = wy[a, rows].view(1, th, 1, 1) * wx[b, cols].view(1, 1, tw, 1)
+                rel = torch.stack(
+                    torch.broadcast_tensors(ry[a, rows].view(th, 1), rx[b, cols].view(1, tw)),
+                    dim=-1,
+                )
+                parts += [rel.expand(g, th, tw, 2), neighbour * weight]
+        parts.append(cell.expand(g, th, tw, 2))
+        return self.lift(torch.cat(parts, dim=-1))
+
+
+def _tiling(n: int, H: int, W: int, max_queries: int | None) -> tuple[int, int, int]:
+    """(frames, rows, cols) of a tile holding at most ``max_queries`` target pixels in all."""
+    if not max_queries or n * H * W <= max_queries:
+        return n, H, W
+    if H * W <= max_queries:
+        return max(1, max_queries // (H * W)), H, W
+    if W <= max_queries:
+        return 1, max(1, max_queries // W), W
+    return 1, 1, max(1, max_queries)

@@ -38,7 +38,9 @@ def backward_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     sx = (gx + flow[:, 0]) * (2 / max(w - 1, 1)) - 1
     sy = (gy + flow[:, 1]) * (2 / max(h - 1, 1)) - 1
     grid = torch.stack([sx, sy], dim=-1)
-    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+    return F.grid_sample(
+        x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=True
+    )
 
 
 def resize_flow(flow: torch.Tensor, factor: int = 2) -> torch.Tensor:

@@ -138,7 +138,9 @@ class CrossFrameMotionBlock(nn.Module):
 
         heads = self.heads
         q = rearrange(self.to_q(xn), "(b f) n (h d) -> b f h n d", b=b, h=heads)
-        k, v = rearrange(self.to_kv(xn), "(b f) n (two h d) -> two (b f) h n d", b=b, two=2, h=heads)
+        k, v = rearrange(
+            self.to_kv(xn), "(b f) n (two h d) -> two (b f) h n d", b=b, two=2, h=heads
+        )
         k, v = self.k_norm(k), self.v_norm(v)
         coords = coordinate_grid(h, w, frames.device, x.dtype).reshape(1, n, 2)
         coord_raw = self.coord_embed(coords)  # (1, n, dim), the same grid for every frame
@@ -164,12 +166,18 @@ class CrossFrameMotionBlock(nn.Module):
         x = rearrange(x, "(b f) n c -> b f n c", b=b)
         xn = rearrange(xn, "(b f) n c -> b f n c", b=b)
         first_app, first_motion = pair_side(
-            q[:, :-1], kv_stats[:, 1:], kc_stats[:, 1:],
-            rearrange(x[:, :-1], "b p n c -> (b p) n c"), rearrange(xn[:, :-1], "b p n c -> (b p) n c"),
+            q[:, :-1],
+            kv_stats[:, 1:],
+            kc_stats[:, 1:],
+            rearrange(x[:, :-1], "b p n c -> (b p) n c"),
+            rearrange(xn[:, :-1], "b p n c -> (b p) n c"),
         )
         second_app, second_motion = pair_side(
-            q[:, 1:], kv_stats[:, :-1], kc_stats[:, :-1],
-            rearrange(x[:, 1:], "b p n c -> (b p) n c"), rearrange(xn[:, 1:], "b p n c -> (b p) n c"),
+            q[:, 1:],
+            kv_stats[:, :-1],
+            kc_stats[:, :-1],
+            rearrange(x[:, 1:], "b p n c -> (b p) n c"),
+            rearrange(xn[:, 1:], "b p n c -> (b p) n c"),
         )
         return first_app, second_app, first_motion, second_motion
 
@@ -280,7 +288,16 @@ class MotionEstimator(nn.Module):
             return repeat(x, "m ... -> (n m) ...", n=n)
 
         x8 = torch.cat(
-            [tw * per_t(m0), (1 - tw) * per_t(m1), per_t(f0_8), per_t(a0), per_t(f1_8), per_t(a1), tmap], 1
+            [
+                tw * per_t(m0),
+                (1 - tw) * per_t(m1),
+                per_t(f0_8),
+                per_t(a0),
+                per_t(f1_8),
+                per_t(a1),
+                tmap,
+            ],
+            1,
         )
         out = self.decoder8(x8)
         flows, feat = out[:, :8], out[:, 8:]
@@ -289,7 +306,9 @@ class MotionEstimator(nn.Module):
         w0 = backward_warp(f0_4n, flows[:, 0:2])
         w1 = backward_warp(f1_4n, flows[:, 4:6])
         a0, a1, m0, m1 = self._attend_pairs(self.attn4, w0, w1, b * n)
-        out = self.decoder4(torch.cat([feat, w0, a0, w1, a1, flows[:, 0:2], m0, flows[:, 4:6], m1], 1))
+        out = self.decoder4(
+            torch.cat([feat, w0, a0, w1, a1, flows[:, 0:2], m0, flows[:, 4:6], m1], 1)
+        )
         flows, feat = out[:, :8] + resize_flow(flows), out[:, 8:]
 
         f0_2n, f1_2n = per_t(f0_2), per_t(f1_2)
@@ -320,9 +339,16 @@ class MotionEstimator(nn.Module):
         )
 
     @staticmethod
-    def _attend_pairs(block: CrossFrameMotionBlock, first: torch.Tensor, second: torch.Tensor, groups: int):
+    def _attend_pairs(
+        block: CrossFrameMotionBlock, first: torch.Tensor, second: torch.Tensor, groups: int
+    ):
         """Run a cross-frame block on M pairs given as two (M, C, h, w) stacks."""
         pairs = torch.stack([first, second], dim=1)  # (M, 2, C, h, w): each pair its own clip
         a0, a1, m0, m1 = block(pairs)
         squeeze = "m 1 c y x -> m c y x"
-        return (rearrange(a0, squeeze), rearrange(a1, squeeze), rearrange(m0, squeeze), rearrange(m1, squeeze))
+        return (
+            rearrange(a0, squeeze),
+            rearrange(a1, squeeze),
+            rearrange(m0, squeeze),
+            rearrange(m1, squeeze),
+        )

@@ -17,7 +17,9 @@ from .propagation import BidirectionalPropagation
 __all__ = ["STNO", "check_video_call"]
 
 
-def check_video_call(frames: torch.Tensor, times: Sequence[float], out_size) -> tuple[list[float], tuple[int, int]]:
+def check_video_call(
+    frames: torch.Tensor, times: Sequence[float], out_size
+) -> tuple[list[float], tuple[int, int]]:
     """Validate the arguments shared by every video model; returns (times, (H, W)).
 
     Raises ValueError with a message that says what to change.
@@ -82,17 +84,30 @@ class STNO(nn.Module):
     ):
         super().__init__()
         self.config = dict(
-            channels=channels, num_blocks=num_blocks, pyramid_channels=list(pyramid_channels),
-            attn_dim=attn_dim, heads=heads, mlp_ratio=mlp_ratio, decoder_widths=list(decoder_widths),
-            residual_channels=residual_channels, decoder_hidden=decoder_hidden,
-            decoder_attn_blocks=decoder_attn_blocks, decoder_heads=decoder_heads,
-            max_train_scale=max_train_scale, image_residual=image_residual, max_queries=max_queries,
+            channels=channels,
+            num_blocks=num_blocks,
+            pyramid_channels=list(pyramid_channels),
+            attn_dim=attn_dim,
+            heads=heads,
+            mlp_ratio=mlp_ratio,
+            decoder_widths=list(decoder_widths),
+            residual_channels=residual_channels,
+            decoder_hidden=decoder_hidden,
+            decoder_attn_blocks=decoder_attn_blocks,
+            decoder_heads=decoder_heads,
+            max_train_scale=max_train_scale,
+            image_residual=image_residual,
+            max_queries=max_queries,
         )
         self.image_residual = image_residual
         self.max_queries = max_queries
-        self.motion = MotionEstimator(pyramid_channels, attn_dim, heads, mlp_ratio, decoder_widths, residual_channels)
+        self.motion = MotionEstimator(
+            pyramid_channels, attn_dim, heads, mlp_ratio, decoder_widths, residual_channels
+        )
         self.propagation = BidirectionalPropagation(channels, num_blocks)
-        self.decoder = ContinuousDecoder(channels, decoder_hidden, decoder_attn_blocks, decoder_heads, max_train_scale)
+        self.decoder = ContinuousDecoder(
+            channels, decoder_hidden, decoder_attn_blocks, decoder_heads, max_train_scale
+        )
 
     def forward(
         self,
@@ -107,11 +122,15 @@ class STNO(nn.Module):
         ph, pw = (-h) % 8, (-w) % 8
         padded = frames
         if ph or pw:
-            padded = F.pad(rearrange(frames, "b t c y x -> (b t) c y x"), (0, pw, 0, ph), mode="replicate")
+            padded = F.pad(
+                rearrange(frames, "b t c y x -> (b t) c y x"), (0, pw, 0, ph), mode="replicate"
+            )
             padded = rearrange(padded, "(b t) c y x -> b t c y x", b=b)
 
         motion = self.motion(padded, times)
-        feats = self.propagation(padded, motion.frames, motion.flow_01, motion.flow_10, motion.flow_t0, motion.flow_t1)
+        feats = self.propagation(
+            padded, motion.frames, motion.flow_01, motion.flow_10, motion.flow_t0, motion.flow_t1
+        )
         feats = rearrange(feats[..., :h, :w], "b o c y x -> (b o) c y x")
         out = self.decoder(feats, (H, W), max_queries or self.max_queries)
         if self.image_residual:
