@@ -162,9 +162,8 @@ class ContinuousDecoder(nn.Module):
         th, tw = iy[0, rows].numel(), ix[0, cols].numel()
         parts = []
         for a in (0, 1):
-            picked_rows = feat_last.index_select(
-                1, iy[a, rows]
-            )  # separable gather: rows, then columns
+            # separable gather: the rows of neighbour a, then the columns of neighbour b
+            picked_rows = feat_last.index_select(1, iy[a, rows])
             for b in (0, 1):
                 neighbour = picked_rows.index_select(2, ix[b, cols])
                 weight = wy[a, rows].view(1, th, 1, 1) * wx[b, cols].view(1, 1, tw, 1)
