@@ -85,11 +85,10 @@ def _read_checkpoint(path: Path) -> dict:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises KeyError, RuntimeError, UnpicklingError, ... on bad files
         message = str(error)
-        if "Weights only load failed" in message:
-            found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
-            stored = f" ({found.group(1)})" if found else ""
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+        if found:
             raise CheckpointError(
-                f"{path} stores Python objects{stored} that safe (weights_only) loading refuses; "
+                f"{path} stores Python objects ({found.group(1)}) that safe (weights_only) loading refuses; "
                 "STNO checkpoints hold only tensors and plain containers"
             ) from error
         first = message.strip().splitlines()[0] if message.strip() else type(error).__name__
