@@ -156,3 +156,16 @@ def test_bicubic_blend_blends_linearly_in_time():
     assert out.shape == (1, 4, 3, 12, 18)
     expected = torch.tensor([0.2, 0.3, 0.4, 0.6]).view(1, 4, 1, 1, 1).expand_as(out)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+def test_motion_stage_outputs_for_every_pair_and_timestamp(tiny):
+    frames = torch.rand(2, 3, 3, 16, 24)  # multiples of 8, as STNO pads them
+    with torch.no_grad():
+        est = tiny.motion(frames, [0.2, 0.7])  # 0.5 is estimated for the 0<->1 flows, not returned
+    pairs = 2 * 2
+    assert est.frames.shape == (2, pairs, 3, 16, 24)
+    assert est.flow_t0.shape == est.flow_t1.shape == (2, pairs, 2, 16, 24)
+    assert est.flow_01.shape == est.flow_10.shape == (pairs, 2, 16, 24)
+    assert est.mask.shape == (2, pairs, 1, 16, 24)
+    assert 0 <= est.frames.min() and est.frames.max() <= 1
+    assert 0 <= est.mask.min() and est.mask.max() <= 1

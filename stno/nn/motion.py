@@ -204,7 +204,8 @@ class MotionEstimate:
     Shapes (LR size h, w; pixels; flows in (x, y) order):
         frames: (n, P, 3, h, w) synthesised frames in [0, 1];
         flow_t0, flow_t1: (n, P, 2, h, w) flows from the frame at t to frame 0 / frame 1;
-        flow_01, flow_10: (P, 2, h, w) flows 0->1 and 1->0 (taken at t = 0.5, see MotionEstimator).
+        flow_01, flow_10: (P, 2, h, w) flows 0->1 and 1->0 (taken at t = 0.5, see MotionEstimator);
+        mask: (n, P, 1, h, w) occlusion mask in [0, 1], the weight of warped frame 0 in the blend.
     """
 
     frames: torch.Tensor
@@ -212,6 +213,7 @@ class MotionEstimate:
     flow_t1: torch.Tensor
     flow_01: torch.Tensor
     flow_10: torch.Tensor
+    mask: torch.Tensor
 
 
 class MotionEstimator(nn.Module):
@@ -336,6 +338,7 @@ class MotionEstimator(nn.Module):
             flow_t1=flows[keep_idx, :, 4:6],
             flow_01=flows[mid, :, 6:8],
             flow_10=flows[mid, :, 2:4],
+            mask=rearrange(mask, split, n=n)[keep_idx],
         )
 
     @staticmethod
