@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -36,7 +36,7 @@ def _default_output_dir(benchmark: str) -> Path:
     return path
 
 
-def model_preset(cfg: DictConfig) -> Optional[str]:
+def model_preset(cfg: DictConfig) -> str | None:
     """The preset asked for with `model=NAME` (the model config's `preset`), or None."""
     model = cfg.get("model")
     if not model:
@@ -130,14 +130,15 @@ def evaluate_from_config(cfg: DictConfig) -> dict[str, Any]:
         },
     )
     write_reports(document, output_dir)
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    # unresolved: the model group refers to trainer settings that stno-eval does not have
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=False)
     print(markdown_table(document), end="", flush=True)
     _say(f"stno-eval: wrote {output_dir / 'metrics.json'} and {output_dir / 'metrics.md'}")
     return document
 
 
 @one_line_errors("stno-eval")
-def run(cfg: DictConfig) -> Optional[float]:
+def run(cfg: DictConfig) -> float | None:
     """The Hydra task; returns the average Y-PSNR."""
     document = evaluate_from_config(cfg)
     return document["average"]["psnr_y"]
