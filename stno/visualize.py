@@ -245,7 +245,10 @@ def show_error_maps(
     if row_labels is not None:
         for row, label in enumerate(row_labels):
             axes[row, 0].set_ylabel(label, fontsize=8)
-    figure.colorbar(picture, ax=axes, shrink=0.6, label="|output - ground truth|")
+    # Below the grid: beside a single column it would squeeze the maps.
+    figure.colorbar(
+        picture, ax=axes, location="bottom", shrink=0.9, aspect=25, label="|output - ground truth|"
+    )
     return figure
 
 
