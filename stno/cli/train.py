@@ -20,6 +20,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
 from stno.cli.common import config_dir, one_line_errors
@@ -69,12 +70,23 @@ def find_resume_checkpoint(cfg: DictConfig, checkpoint_dir: Path) -> Optional[Pa
     return last if last.is_file() else None
 
 
+def _saves_last_checkpoint(trainer: pl.Trainer, checkpoint_dir: Path) -> bool:
+    """Whether a ModelCheckpoint callback writes `checkpoint_dir/last.ckpt` when training ends."""
+    return any(
+        isinstance(callback, ModelCheckpoint)
+        and callback.save_last
+        and callback.dirpath is not None
+        and Path(callback.dirpath).resolve() == checkpoint_dir.resolve()
+        for callback in trainer.callbacks
+    )
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (unless `train=false` or the model has no parameters), then validate once more.
 
     Returns the final validation metrics (`val/psnr_y`, `val/bicubic_psnr_y`, ...) as floats.
     """
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
 
@@ -101,8 +113,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer.interrupted:
             say("Training interrupted: start again with the same output directory to resume")
         if not trainer.fast_dev_run:
-            # The step-interval checkpoint may lag behind the last step: save the final state too.
-            trainer.save_checkpoint(checkpoint_dir / LAST_CHECKPOINT)
+            if not _saves_last_checkpoint(trainer, checkpoint_dir):
+                trainer.save_checkpoint(checkpoint_dir / LAST_CHECKPOINT)
             say(f"Last checkpoint: {(checkpoint_dir / LAST_CHECKPOINT).resolve()} (step {trainer.global_step})")
 
     validate_from = None if trained or resume_from is None else str(resume_from)

@@ -112,7 +112,7 @@ class ClipDataModule(pl.LightningDataModule):
             # Continuous datasets draw one scale and one set of timestamps per batch in collate.
             collate_fn=getattr(dataset, "collate_fn", None) or collate_clips,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
             worker_init_fn=seed_worker,
             generator=generator,
             persistent_workers=self.num_workers > 0,
