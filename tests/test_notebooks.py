@@ -127,3 +127,32 @@ def test_notebook_runs_with_a_checkpoint(tmp_path, monkeypatch):
     assert [float(row[4]) for row in rows] == pytest.approx(
         expected_bicubic_blend_psnr(), abs=0.006
     )
+    gain = re.search(r"gain of stno_tiny over bicubic_blend: ([-+][\d.]+) dB", text)
+    mean_gain = sum(float(row[3]) - float(row[4]) for row in rows) / len(rows)
+    assert gain and float(gain.group(1)) == pytest.approx(mean_gain, abs=0.011)
+
+
+def test_strip_outputs_clears_outputs_and_timings(tmp_path):
+    import importlib.util
+
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location(
+        "strip_outputs", NOTEBOOK.parent / "strip_outputs.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    notebook = read_notebook()
+    cell = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    cell.outputs = [nbformat.v4.new_output("stream", text="hello\n")]
+    cell.execution_count = 3
+    cell.metadata["execution"] = {"iopub.status.idle": "2026-01-01T00:00:00Z"}
+    path = tmp_path / "run.ipynb"
+    nbformat.write(notebook, path)
+    assert module.strip_outputs(str(path)) is True
+    stripped = nbformat.read(path, as_version=4)
+    first = next(cell for cell in stripped.cells if cell.cell_type == "code")
+    assert (
+        first.outputs == [] and first.execution_count is None and "execution" not in first.metadata
+    )
+    assert module.strip_outputs(str(path)) is False
