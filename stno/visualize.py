@@ -274,7 +274,7 @@ def plot_frame_psnr(
     x = np.arange(len(is_input), dtype=float) if times is None else np.asarray(times, dtype=float)
     if len(x) != len(is_input) or any(len(values) != len(is_input) for values in psnr.values()):
         raise ValueError("plot_frame_psnr: every series needs one value per frame")
-    figure, axis = plt.subplots(figsize=(6.4, 3.2), constrained_layout=True)
+    figure, axis = plt.subplots(figsize=(8.0, 3.2), constrained_layout=True)
     half = 0.5 * (np.min(np.diff(x)) if len(x) > 1 else 1.0)
     for position in x[~is_input]:
         axis.axvspan(position - half, position + half, color="0.9", zorder=0)
@@ -297,7 +297,7 @@ def plot_frame_psnr(
     axis.set_xlabel("frame" if times is None else "time (input frames)")
     axis.set_ylabel(ylabel)
     axis.grid(True, axis="y", alpha=0.4)
-    axis.legend(fontsize=8, loc="best")
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the curves
     return figure
 
 
