@@ -46,7 +46,9 @@ def moving_pattern_frames(num_frames: int, height: int, width: int, seed: int = 
     return (np.stack(frames) * 255).round().astype(np.uint8)
 
 
-def write_frames(folder: Path, frames: np.ndarray, pattern: str = "{:05d}.png", start: int = 0) -> None:
+def write_frames(
+    folder: Path, frames: np.ndarray, pattern: str = "{:05d}.png", start: int = 0
+) -> None:
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -60,7 +62,9 @@ def tiny_vimeo_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("vimeo_septuplet")
     names = ["00001/0001", "00001/0002", "00002/0001", "00003/0001", "00003/0002"]
     for seed, name in enumerate(names):
-        write_frames(root / "sequences" / name, moving_pattern_frames(7, 128, 160, seed), "im{}.png", 1)
+        write_frames(
+            root / "sequences" / name, moving_pattern_frames(7, 128, 160, seed), "im{}.png", 1
+        )
     (root / "sep_trainlist.txt").write_text("\n".join(names[:3]) + "\n")
     (root / "sep_testlist.txt").write_text("\n".join(names[3:]) + "\n")
     return root

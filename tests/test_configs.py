@@ -13,10 +13,25 @@ from stno.cli.common import config_dir
 from stno.cli.train import instantiate_group, instantiate_model
 
 # The groups train.yaml composes; their files are found on disk so a new one is tested too.
-TRAIN_GROUPS = ("model", "data", "trainer", "callbacks", "logger", "experiment", "debug", "hparams_search")
-GROUPS = {group: sorted(path.stem for path in (config_dir() / group).glob("*.yaml")) for group in TRAIN_GROUPS}
+TRAIN_GROUPS = (
+    "model",
+    "data",
+    "trainer",
+    "callbacks",
+    "logger",
+    "experiment",
+    "debug",
+    "hparams_search",
+)
+GROUPS = {
+    group: sorted(path.stem for path in (config_dir() / group).glob("*.yaml"))
+    for group in TRAIN_GROUPS
+}
 # Values the user must give (`???`) for some options.
-REQUIRED = {("data", "frames"): ["data.root=/nowhere"], ("data", "video"): ["data.root=/nowhere.mp4"]}
+REQUIRED = {
+    ("data", "frames"): ["data.root=/nowhere"],
+    ("data", "video"): ["data.root=/nowhere.mp4"],
+}
 
 
 def _has_optuna_sweeper() -> bool:
@@ -90,7 +105,14 @@ def _instantiate_experiment(train_config, tmp_path, overrides):
     datamodule = hydra.utils.instantiate(cfg.data)
     model = instantiate_model(cfg.model)
     callbacks = instantiate_group(cfg.callbacks)
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=False, accelerator="cpu", devices=1, precision="32-true")
+    trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=False,
+        accelerator="cpu",
+        devices=1,
+        precision="32-true",
+    )
     datamodule.setup("fit")
     return cfg, datamodule, model, trainer
 
@@ -100,7 +122,9 @@ def _first_batch(loader):
 
 
 def test_quickstart_instantiates_model_and_data(train_config, tmp_path):
-    cfg, datamodule, model, trainer = _instantiate_experiment(train_config, tmp_path, ["experiment=quickstart"])
+    cfg, datamodule, model, trainer = _instantiate_experiment(
+        train_config, tmp_path, ["experiment=quickstart"]
+    )
     assert model.hparams.preset == "stno_tiny"
     batch = _first_batch(datamodule.train_dataloader())
     assert batch["lr"].shape == (4, 4, 3, 16, 16)
@@ -112,17 +136,33 @@ def test_vimeo_x4x2_instantiates_model_and_data(train_config, tmp_path, tiny_vim
     cfg, datamodule, model, _ = _instantiate_experiment(
         train_config,
         tmp_path,
-        ["experiment=vimeo_x4x2", f"data.root={tiny_vimeo_root}", "data.batch_size=2", "data.num_workers=0"],
+        [
+            "experiment=vimeo_x4x2",
+            f"data.root={tiny_vimeo_root}",
+            "data.batch_size=2",
+            "data.num_workers=0",
+        ],
     )
     assert model.hparams.preset == "stno_base"
     parameters = sum(p.numel() for p in model.net.parameters())
     assert abs(parameters - 9.37e6) / 9.37e6 < 0.05
     assert cfg.trainer.precision == "bf16-mixed"
     train_batch = _first_batch(datamodule.train_dataloader())
-    assert train_batch["lr"].shape == (2, 4, 3, 32, 32) and train_batch["hr"].shape == (2, 7, 3, 128, 128)
+    assert train_batch["lr"].shape == (2, 4, 3, 32, 32) and train_batch["hr"].shape == (
+        2,
+        7,
+        3,
+        128,
+        128,
+    )
     val_batch = _first_batch(datamodule.val_dataloader())
     # Whole 160x128 frames: LR 40x32, all seven targets.
-    assert val_batch["lr"].shape[1:] == (4, 3, 32, 40) and val_batch["hr"].shape[1:] == (7, 3, 128, 160)
+    assert val_batch["lr"].shape[1:] == (4, 3, 32, 40) and val_batch["hr"].shape[1:] == (
+        7,
+        3,
+        128,
+        160,
+    )
     assert torch.equal(val_batch["times"], torch.tensor([0.5]))
 
 
@@ -130,7 +170,12 @@ def test_adobe_continuous_instantiates_model_and_data(train_config, tmp_path, ti
     _, datamodule, model, _ = _instantiate_experiment(
         train_config,
         tmp_path,
-        ["experiment=adobe_continuous", f"data.root={tiny_adobe_root}", "data.batch_size=2", "data.num_workers=0"],
+        [
+            "experiment=adobe_continuous",
+            f"data.root={tiny_adobe_root}",
+            "data.batch_size=2",
+            "data.num_workers=0",
+        ],
     )
     assert model.hparams.preset == "stno_base"
     train_batch = _first_batch(datamodule.train_dataloader())
@@ -139,12 +184,24 @@ def test_adobe_continuous_instantiates_model_and_data(train_config, tmp_path, ti
     assert 1.0 <= scale <= 4.0
     assert train_batch["hr"].shape[1] == 3 and train_batch["hr"].shape[-1] == round(32 * scale)
     val_batch = _first_batch(datamodule.val_dataloader())
-    assert val_batch["hr"].shape[1:] == (9, 3, 256, 256) and val_batch["lr"].shape[1:] == (2, 3, 64, 64)
+    assert val_batch["hr"].shape[1:] == (9, 3, 256, 256) and val_batch["lr"].shape[1:] == (
+        2,
+        3,
+        64,
+        64,
+    )
     assert torch.allclose(val_batch["times"], torch.arange(1, 8) / 8)
 
 
 def test_frames_and_video_data_configs_build_from_a_root(train_config, tmp_path, tiny_frames_root):
-    cfg = train_config(["data=frames", f"data.root={tiny_frames_root}", "data.train_dataset.lr_patch=8", "data.val_dataset.lr_patch=8"])
+    cfg = train_config(
+        [
+            "data=frames",
+            f"data.root={tiny_frames_root}",
+            "data.train_dataset.lr_patch=8",
+            "data.val_dataset.lr_patch=8",
+        ]
+    )
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup("fit")
     batch = _first_batch(datamodule.train_dataloader())

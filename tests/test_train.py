@@ -40,14 +40,18 @@ def _csv_rows(output_dir: Path, column: str) -> list[tuple[int, float]]:
     rows = []
     for path in sorted((output_dir / "csv").rglob("metrics.csv")):
         with open(path) as handle:
-            rows += [(int(r["step"]), float(r[column])) for r in csv.DictReader(handle) if r.get(column)]
+            rows += [
+                (int(r["step"]), float(r[column])) for r in csv.DictReader(handle) if r.get(column)
+            ]
     return rows
 
 
 def test_charbonnier_loss_equals_the_formula():
     prediction, target = torch.rand(2, 3, 3, 5, 7), torch.rand(2, 3, 3, 5, 7)
     expected = torch.sqrt((prediction - target) ** 2 + 1e-6).mean()
-    assert charbonnier_loss(prediction, target, 1e-3).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert charbonnier_loss(prediction, target, 1e-3).item() == pytest.approx(
+        expected.item(), rel=1e-6
+    )
     # Equal images cost exactly eps per element.
     assert charbonnier_loss(target, target, 1e-3).item() == pytest.approx(1e-3, rel=1e-5)
 
@@ -73,12 +77,16 @@ def test_fast_dev_run_trains_on_cpu(train_config, tmp_path):
     cfg = train_config(["debug=fdr", *TINY_DATA])
     metrics = train(cfg)
     assert math.isfinite(metrics["val/psnr_y"]) and math.isfinite(metrics["val/bicubic_psnr_y"])
-    assert metrics["val/gain_psnr_y"] == pytest.approx(metrics["val/psnr_y"] - metrics["val/bicubic_psnr_y"], abs=1e-4)
+    assert metrics["val/gain_psnr_y"] == pytest.approx(
+        metrics["val/psnr_y"] - metrics["val/bicubic_psnr_y"], abs=1e-4
+    )
     assert 0 < metrics["val/ssim_y"] <= 1
 
 
 def test_bicubic_blend_validates_without_training(train_config, capsys):
-    metrics = train(train_config(["model=bicubic_blend", "trainer.limit_val_batches=1", *TINY_DATA]))
+    metrics = train(
+        train_config(["model=bicubic_blend", "trainer.limit_val_batches=1", *TINY_DATA])
+    )
     # The model is the baseline, so it gains exactly nothing over it.
     assert metrics["val/gain_psnr_y"] == pytest.approx(0.0, abs=1e-6)
     assert metrics["val/psnr_y"] > 10
@@ -121,7 +129,9 @@ def test_checkpoints_load_safely_with_plain_hyperparameters_and_ema(train_config
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 2
 
     # The module rebuilds from the checkpoint alone (the network from hparams["net"]).
-    restored = STNOLitModule.load_from_checkpoint(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    restored = STNOLitModule.load_from_checkpoint(
+        checkpoints / "last.ckpt", map_location="cpu", weights_only=True
+    )
     assert restored.ema is not None
     # Sample frames (bicubic | model | GT) went to TensorBoard.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -134,16 +144,22 @@ def test_checkpoints_load_safely_with_plain_hyperparameters_and_ema(train_config
 
 
 @pytest.mark.slow
-def test_starting_again_in_the_same_directory_resumes_from_last_ckpt(train_config, tmp_path, capsys):
+def test_starting_again_in_the_same_directory_resumes_from_last_ckpt(
+    train_config, tmp_path, capsys
+):
     output_dir = tmp_path / "run"
     _short_run(train_config, output_dir, 3)  # a run "stopped" after 3 steps
-    assert torch.load(output_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert (
+        torch.load(output_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    )
     capsys.readouterr()
 
     _short_run(train_config, output_dir, 5)
     out = capsys.readouterr().out
     assert f"Resuming from {output_dir / 'checkpoints' / 'last.ckpt'} (global step 3)" in out
-    assert torch.load(output_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+    assert (
+        torch.load(output_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+    )
     # Steps 4 and 5 ran in the second run; steps 1..3 were not trained again.
     losses = _csv_rows(output_dir, "train/loss")
     assert sorted(step for step, _ in losses) == [0, 1, 2, 3, 4]
@@ -176,16 +192,27 @@ def test_forty_steps_of_stno_tiny_lower_the_training_loss(train_config, tmp_path
 def _stno_train(args, cwd, timeout=300):
     env = dict(os.environ, WANDB_MODE="offline")
     script = Path(sys.executable).parent / "stno-train"  # the installed console script
-    command = [str(script), *args] if script.is_file() else [sys.executable, "-m", "stno.cli.train", *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    command = (
+        [str(script), *args]
+        if script.is_file()
+        else [sys.executable, "-m", "stno.cli.train", *args]
+    )
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_stno_train_reports_a_missing_data_path_in_one_line(tmp_path):
-    result = _stno_train(["data=frames", f"data.root={tmp_path / 'missing'}", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    result = _stno_train(
+        ["data=frames", f"data.root={tmp_path / 'missing'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        tmp_path,
+    )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1 and errors[0].startswith("stno-train: error: ") and "missing" in errors[0]
+    assert (
+        len(errors) == 1 and errors[0].startswith("stno-train: error: ") and "missing" in errors[0]
+    )
 
 
 @pytest.mark.slow

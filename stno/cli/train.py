@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import hydra
 import pytorch_lightning as pl
@@ -43,7 +43,7 @@ def instantiate_model(model_cfg: DictConfig) -> STNOLitModule:
     return make_model(net=net_config)
 
 
-def instantiate_group(group_cfg: Optional[DictConfig]) -> list[Any]:
+def instantiate_group(group_cfg: DictConfig | None) -> list[Any]:
     """Instantiate every `_target_` entry of a callbacks/logger group (a dict of named configs)."""
     if not group_cfg:
         return []
@@ -59,12 +59,14 @@ def checkpoint_global_step(path: Path) -> int:
     return int(checkpoint.get("global_step", 0))
 
 
-def find_resume_checkpoint(cfg: DictConfig, checkpoint_dir: Path) -> Optional[Path]:
+def find_resume_checkpoint(cfg: DictConfig, checkpoint_dir: Path) -> Path | None:
     """`ckpt_path` if given, else this run directory's `last.ckpt` if it exists, else None."""
     if cfg.get("ckpt_path"):
         path = Path(cfg.ckpt_path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path} does not exist: give a .ckpt file written by stno-train")
+            raise FileNotFoundError(
+                f"ckpt_path={cfg.ckpt_path} does not exist: give a .ckpt file written by stno-train"
+            )
         return path
     last = checkpoint_dir / LAST_CHECKPOINT
     return last if last.is_file() else None
@@ -94,7 +96,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = instantiate_model(cfg.model)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False
+    )
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -108,18 +112,36 @@ def train(cfg: DictConfig) -> dict[str, float]:
             say(f"Resuming from {resume_from} (global step {checkpoint_global_step(resume_from)})")
         if not trainer.fast_dev_run:
             say(f"Checkpoints: {checkpoint_dir.resolve()} (last.ckpt, best by val/psnr_y)")
-        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+        trainer.fit(
+            model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None
+        )
         trained = True
         if trainer.interrupted:
             say("Training interrupted: start again with the same output directory to resume")
         if not trainer.fast_dev_run:
             if not _saves_last_checkpoint(trainer, checkpoint_dir):
                 trainer.save_checkpoint(checkpoint_dir / LAST_CHECKPOINT)
-            say(f"Last checkpoint: {(checkpoint_dir / LAST_CHECKPOINT).resolve()} (step {trainer.global_step})")
+            say(
+                f"Last checkpoint: {(checkpoint_dir / LAST_CHECKPOINT).resolve()} (step {trainer.global_step})"
+            )
 
-    validate_from = None if trained or resume_from is None else str(resume_from)
-    results = trainer.validate(model, datamodule=datamodule, ckpt_path=validate_from, verbose=False)
-    metrics = {name: float(value) for name, value in (results[0] if results else {}).items()}
+    if (
+        trained
+        and model.last_validated_step == trainer.global_step
+        and "val/psnr_y" in trainer.callback_metrics
+    ):
+        # Training ended right after a validation of the final weights: no need to repeat it.
+        results = [trainer.callback_metrics]
+    else:
+        validate_from = None if trained or resume_from is None else str(resume_from)
+        results = trainer.validate(
+            model, datamodule=datamodule, ckpt_path=validate_from, verbose=False
+        )
+    metrics = {
+        name: float(value)
+        for name, value in (results[0] if results else {}).items()
+        if name.startswith("val/")
+    }
     if "val/psnr_y" in metrics:
         say(f"Final validation Y-PSNR of {preset}: {metrics['val/psnr_y']:.2f} dB")
         say(
@@ -132,7 +154,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @one_line_errors("stno-train")
-def run(cfg: DictConfig) -> Optional[float]:
+def run(cfg: DictConfig) -> float | None:
     """The Hydra task: train, then return `cfg.optimized_metric` (what Optuna maximises)."""
     metrics = train(cfg)
     name = cfg.get("optimized_metric")
@@ -143,7 +165,9 @@ def run(cfg: DictConfig) -> Optional[float]:
 
 
 def main() -> Any:
-    hydra_main = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(run)
+    hydra_main = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(
+        run
+    )
     return hydra_main()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -67,8 +67,8 @@ class ClipDataModule(pl.LightningDataModule):
         self.val_fraction = val_fraction
         self._train_factory = train_dataset
         self._val_factory = val_dataset
-        self.train_dataset: Optional[Dataset] = None
-        self.val_dataset: Optional[Dataset] = None
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size
         self.num_workers = num_workers
@@ -83,14 +83,14 @@ class ClipDataModule(pl.LightningDataModule):
         return split_sequences(self.source, val_fraction=self.val_fraction)
 
     @staticmethod
-    def _build(factory: Any, source: Any) -> Optional[Dataset]:
+    def _build(factory: Any, source: Any) -> Dataset | None:
         if factory is None or isinstance(factory, Dataset):
             return factory
         if source is None:
             raise ValueError("no frame source configured: set data.source (or data.val_source)")
         return factory(source=source)
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None and self.val_dataset is not None:
             return
         train_source, val_source = self._split_sources()

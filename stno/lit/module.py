@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import importlib
 from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
@@ -22,7 +22,9 @@ BASELINE_METRICS = ("psnr_y", "ssim_y")
 def build_from_config(config: Mapping[str, Any]) -> Any:
     """Instantiate `{"_target_": "pkg.Class", **kwargs}` without Hydra (plain dicts only)."""
     if "_target_" not in config:
-        raise ValueError(f"network config needs a `_target_` (e.g. stno.nn.STNO), got keys {sorted(config)}")
+        raise ValueError(
+            f"network config needs a `_target_` (e.g. stno.nn.STNO), got keys {sorted(config)}"
+        )
     kwargs = {key: value for key, value in config.items() if not key.startswith("_")}
     module_name, _, attribute = str(config["_target_"]).rpartition(".")
     try:
@@ -44,10 +46,14 @@ def plain_container(value: Any) -> Any:
         return [plain_container(item) for item in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise TypeError(f"hyper-parameter value {value!r} is not a plain dict/list/str/number/bool/None")
+    raise TypeError(
+        f"hyper-parameter value {value!r} is not a plain dict/list/str/number/bool/None"
+    )
 
 
-def charbonnier_loss(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+def charbonnier_loss(
+    prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-3
+) -> torch.Tensor:
     """Mean of `sqrt((prediction - target)^2 + eps^2)` over every element (computed in fp32)."""
     difference = prediction.float() - target.float()
     return torch.sqrt(difference * difference + eps * eps).mean()
@@ -78,20 +84,22 @@ class STNOLitModule(pl.LightningModule):
     def __init__(
         self,
         net: Mapping[str, Any],
-        preset: Optional[str] = None,
-        optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
-        scheduler: Optional[Callable[..., Any]] = None,
+        preset: str | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
         scheduler_interval: str = "step",
         loss_eps: float = 1e-3,
-        ema_decay: Optional[float] = None,
+        ema_decay: float | None = None,
         compile: bool = False,
-        val_max_queries: Optional[int] = None,
+        val_max_queries: int | None = None,
         val_crop_border: int = 0,
         num_logged_samples: int = 2,
     ) -> None:
         super().__init__()
         if scheduler_interval not in ("step", "epoch"):
-            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+            raise ValueError(
+                f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}"
+            )
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
         net_config = plain_container(net)
@@ -112,15 +120,17 @@ class STNOLitModule(pl.LightningModule):
         self.net: nn.Module = build_from_config(net_config)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.ema: Optional[nn.Module] = None
+        self.ema: nn.Module | None = None
         if ema_decay is not None and self.has_trainable_parameters:
-            self.ema = copy.deepcopy(self.net).requires_grad_(False).eval()
-        self._compiled_net: Optional[Callable] = None
+            self.ema = copy.deepcopy(self.net).requires_grad_(False)
+        self._compiled_net: Callable | None = None
         # The baseline has no weights worth saving: keep it out of state_dict (not a submodule).
         self._baseline: list[nn.Module] = [build_from_config({"_target_": "stno.nn.BicubicBlend"})]
         self.val_metrics = nn.ModuleDict({name: MeanMetric() for name in MODEL_METRICS})
         self.val_baseline_metrics = nn.ModuleDict({name: MeanMetric() for name in BASELINE_METRICS})
         self.val_loss = MeanMetric()
+        # Global step of the latest finished validation (lets stno-train skip a repeat at the end).
+        self.last_validated_step: int | None = None
 
     @property
     def has_trainable_parameters(self) -> bool:
@@ -131,7 +141,9 @@ class STNOLitModule(pl.LightningModule):
         """The weights validation and inference use: the EMA copy when EMA is on."""
         return self.ema if self.ema is not None else self.net
 
-    def forward(self, frames: torch.Tensor, times, out_size, max_queries: Optional[int] = None) -> torch.Tensor:
+    def forward(
+        self, frames: torch.Tensor, times, out_size, max_queries: int | None = None
+    ) -> torch.Tensor:
         """(B, T, 3, h, w) in [0, 1] -> (B, T + (T-1) len(times), 3, H, W), with the evaluated weights."""
         return self.evaluated_net(frames, times, out_size, max_queries=max_queries)
 
@@ -192,15 +204,23 @@ class STNOLitModule(pl.LightningModule):
         lr, hr = batch["lr"], batch["hr"]
         times = batch["times"].tolist()
         out_size = tuple(hr.shape[-2:])
-        prediction = self.evaluated_net(lr, times, out_size, max_queries=self.hparams.val_max_queries)
+        prediction = self.evaluated_net(
+            lr, times, out_size, max_queries=self.hparams.val_max_queries
+        )
         baseline = self._baseline[0](lr, times, out_size)
         batch_size = lr.shape[0]
-        self.val_loss.update(charbonnier_loss(prediction, hr, self.hparams.loss_eps), weight=batch_size)
+        self.val_loss.update(
+            charbonnier_loss(prediction, hr, self.hparams.loss_eps), weight=batch_size
+        )
 
         target = hr.flatten(0, 1).float()
         crop = self.hparams.val_crop_border
-        model_scores = frame_metrics(prediction.flatten(0, 1).float().clamp(0, 1), target, crop_border=crop)
-        baseline_scores = frame_metrics(baseline.flatten(0, 1).float().clamp(0, 1), target, crop_border=crop)
+        model_scores = frame_metrics(
+            prediction.flatten(0, 1).float().clamp(0, 1), target, crop_border=crop
+        )
+        baseline_scores = frame_metrics(
+            baseline.flatten(0, 1).float().clamp(0, 1), target, crop_border=crop
+        )
         for name in MODEL_METRICS:
             self.val_metrics[name].update(model_scores[name].float())
         for name in BASELINE_METRICS:
@@ -218,11 +238,21 @@ class STNOLitModule(pl.LightningModule):
         values["val/loss"] = self.val_loss.compute()
         for name, value in values.items():
             self.log(name, value, prog_bar=name in ("val/psnr_y", "val/gain_psnr_y"))
-        for metric in [*self.val_metrics.values(), *self.val_baseline_metrics.values(), self.val_loss]:
+        for metric in [
+            *self.val_metrics.values(),
+            *self.val_baseline_metrics.values(),
+            self.val_loss,
+        ]:
             metric.reset()
+        if not self.trainer.sanity_checking:
+            self.last_validated_step = self.global_step
 
     def _log_sample_frames(
-        self, baseline: torch.Tensor, prediction: torch.Tensor, target: torch.Tensor, num_inputs: int
+        self,
+        baseline: torch.Tensor,
+        prediction: torch.Tensor,
+        target: torch.Tensor,
+        num_inputs: int,
     ) -> None:
         """Log `bicubic | model | GT` of one output frame per clip on image-capable loggers."""
         wanted = [logger for logger in self.loggers if _image_kind(logger) is not None]
@@ -240,10 +270,12 @@ class STNOLitModule(pl.LightningModule):
             if _image_kind(logger) == "tensorboard":
                 logger.experiment.add_image("val/samples_bicubic_model_gt", image, self.global_step)
             else:
-                logger.log_image(key="val/samples_bicubic_model_gt", images=[image], step=self.global_step)
+                logger.log_image(
+                    key="val/samples_bicubic_model_gt", images=[image], step=self.global_step
+                )
 
 
-def _image_kind(logger: Any) -> Optional[str]:
+def _image_kind(logger: Any) -> str | None:
     name = type(logger).__name__
     if name == "TensorBoardLogger":
         return "tensorboard"
