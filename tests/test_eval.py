@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,18 @@ from stno.evaluation import (
     vimeo_windows,
 )
 from stno.nn import STNO, BicubicBlend
+
+# One torch thread: on a busy 2-core machine two threads make tiny convolutions 30x slower.
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors: one thread is faster, and much faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 
@@ -284,8 +297,8 @@ def test_stno_eval_with_a_tiny_checkpoint_writes_the_schema(tmp_path, vid4_like_
     completed = subprocess.run(
         [sys.executable, "-m", "stno.cli.eval", f"ckpt_path={ckpt}", "benchmark=vid4",
          f"benchmark.root={vid4_like_root}", f"output_dir={out}", "progress=false", "device=cpu",
-         "max_queries=500", "crop_border=2"],
-        capture_output=True, text=True, timeout=300,
+         "max_queries=1500", "crop_border=2"],
+        capture_output=True, text=True, timeout=300, env=SUBPROCESS_ENV,
     )
     assert completed.returncode == 0, completed.stderr
     document = json.loads((out / "metrics.json").read_text())
@@ -351,14 +364,14 @@ def test_stno_eval_on_a_real_stno_train_checkpoint(tmp_path, vid4_like_root):
     run_dir = tmp_path / "train"
     env_overrides = ["model=stno_tiny", "debug=limit", "logger=csv", f"hydra.run.dir={run_dir}", "trainer.accelerator=cpu"]
     train = subprocess.run([sys.executable, "-m", "stno.cli.train", *env_overrides],
-                           capture_output=True, text=True, timeout=900)
+                           capture_output=True, text=True, timeout=900, env=SUBPROCESS_ENV)
     assert train.returncode == 0, train.stderr[-3000:]
     (ckpt,) = list(run_dir.rglob("last.ckpt"))[:1]
     out = tmp_path / "eval"
     completed = subprocess.run(
         [sys.executable, "-m", "stno.cli.eval", f"ckpt_path={ckpt}", "model=stno_tiny",
          f"benchmark.root={vid4_like_root}", f"output_dir={out}", "progress=false"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=SUBPROCESS_ENV,
     )
     assert completed.returncode == 0, completed.stderr
     document = json.loads((out / "metrics.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,18 @@ from stno.data import (
 from stno.imresize import imresize
 from stno.inference import plan_windows, stream_windows, upscale_video
 from stno.nn import STNO, BicubicBlend
+
+# One torch thread: on a busy 2-core machine two threads make tiny convolutions 30x slower.
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors: one thread is faster, and much faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("window, context", [(2, 0), (4, 1), (6, 1), (7, 2), (9, 3)])
@@ -99,7 +112,7 @@ def test_stno_infer_writes_the_right_video(short_video, tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "stno.cli.infer", f"input={short_video}", f"output={output}",
          "model=bicubic_blend", "space_scale=2", "time_scale=3", "device=cpu"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=SUBPROCESS_ENV,
     )
     assert completed.returncode == 0, completed.stderr
     assert probe_video(output) == ((5 - 1) * 3 + 1, 75.0, (72, 128))
