@@ -93,7 +93,11 @@ def main() -> None:
     import torch
 
     threads = int(os.environ.get("STNO_BENCH_THREADS", "2"))
-    print(f"# stno-infer on CPU: torch {torch.__version__}, {threads} threads, random weights, mp4 output")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(
+        f"# stno-infer on CPU: torch {torch.__version__}, {threads} threads, {os.cpu_count()} cores "
+        f"(load average {load} at start), random weights, mp4 output"
+    )
     print()
     print("| case | input frames | output frames | s / output frame | peak RSS (MiB) | RSS before run (MiB) |")
     print("|---|---:|---:|---:|---:|---:|")
