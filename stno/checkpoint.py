@@ -32,6 +32,7 @@ __all__ = [
     "save_network_checkpoint",
     "network_for",
     "resolve_device",
+    "set_threads",
     "BASELINE_MODEL",
 ]
 
@@ -284,6 +285,15 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device} was asked for but CUDA is not available; use device=cpu")
     return resolved
+
+
+def set_threads(num_threads: int | None) -> None:
+    """Set torch's CPU threads (None: leave torch's default)."""
+    if num_threads is None:
+        return
+    if int(num_threads) < 1:
+        raise ValueError(f"num_threads must be >= 1 or null, got {num_threads}")
+    torch.set_num_threads(int(num_threads))
 
 
 def network_for(

@@ -46,7 +46,7 @@ def model_preset(cfg: DictConfig) -> str | None:
 
 def evaluate_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Run the evaluation described by an `eval.yaml` config; returns the metrics.json document."""
-    from stno.checkpoint import network_for, resolve_device
+    from stno.checkpoint import network_for, resolve_device, set_threads
     from stno.evaluation import (
         evaluate,
         make_protocol,
@@ -80,6 +80,7 @@ def evaluate_from_config(cfg: DictConfig) -> dict[str, Any]:
         max_frames=bench.get("max_frames"),
     )
     device = resolve_device(cfg.device)
+    set_threads(cfg.get("num_threads"))
     net, info = network_for(model_preset(cfg), cfg.ckpt_path, device=device, use_ema=bool(cfg.use_ema))
     model_name = info["preset"] or info["net_config"]["_target_"]
     output_dir = Path(cfg.output_dir) if cfg.output_dir else _default_output_dir(name)

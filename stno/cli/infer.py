@@ -22,11 +22,12 @@ from stno.cli.common import config_dir, one_line_errors
 
 def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Run the inference described by an `infer.yaml` config; returns the summary."""
-    from stno.checkpoint import network_for, resolve_device
+    from stno.checkpoint import network_for, resolve_device, set_threads
     from stno.cli.eval import model_preset
     from stno.inference import upscale_video
 
     device = resolve_device(cfg.device)
+    set_threads(cfg.get("num_threads"))
     net, info = network_for(model_preset(cfg), cfg.ckpt_path, device=device, use_ema=bool(cfg.use_ema))
     model_name = info["preset"] or info["net_config"]["_target_"]
     summary = upscale_video(
