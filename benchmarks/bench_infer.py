@@ -7,6 +7,7 @@ Networks have random weights (speed and memory do not depend on the values).
 
     python benchmarks/bench_infer.py            # all cases, ~10 min on 2 cores
     python benchmarks/bench_infer.py --only tiny
+    STNO_BENCH_THREADS=1 python benchmarks/bench_infer.py --name "tiny x4 x2"
 
 Cases: stno_tiny and stno_base at 320x180 -> 1280x720 (x4 space, x2 time) and x4 space x8
 time; peak memory with two chunk sizes (max_queries); peak memory at 2x the output area.
@@ -85,6 +86,7 @@ def run_case(spec: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="run only cases whose name contains this text")
+    parser.add_argument("--name", help="run only the case with exactly this name")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -103,7 +105,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as work:
         for name, preset, frames, (in_h, in_w), out_size, time_scale, max_queries in CASES:
-            if args.only and args.only not in name:
+            if (args.only and args.only not in name) or (args.name and args.name != name):
                 continue
             spec = dict(work=work, preset=preset, frames=frames, in_h=in_h, in_w=in_w, out_size=list(out_size),
                         time_scale=time_scale, max_queries=max_queries)
