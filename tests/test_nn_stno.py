@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -169,3 +170,62 @@ def test_motion_stage_outputs_for_every_pair_and_timestamp(tiny):
     assert est.mask.shape == (2, pairs, 1, 16, 24)
     assert 0 <= est.frames.min() and est.frames.max() <= 1
     assert 0 <= est.mask.min() and est.mask.max() <= 1
+
+
+def decoder_reference(
+    decoder: ContinuousDecoder, feat: torch.Tensor, H: int, W: int
+) -> torch.Tensor:
+    """The continuous decoder written pixel by pixel from its definition (float64, no attention).
+
+    For each target pixel centre: its 4 nearest LR pixel centres (clamped to the image; a centre on
+    an LR centre takes the pair starting there), relative
+    coordinates in units of LR half-cells, area weights of the diagonally opposite neighbour,
+    the cell size (clamped beyond the training scale), the lift, the pointwise MLP; plus the
+    bilinear upsampling of the RGB shortcut of the features.
+    """
+    n, c, h, w = feat.shape
+    cell = [2 / H * h * max(H / h / 4.0, 1.0), 2 / W * w * max(W / w / 4.0, 1.0)]
+    out = torch.zeros(n, 3, H, W, dtype=torch.float64)
+    for Y in range(H):
+        y = -1 + (2 * Y + 1) / H
+        py = (y + 1) * h / 2 - 0.5
+        rows = [min(max(int(np.floor(py + 1e-4)) + d, 0), h - 1) for d in (0, 1)]
+        for X in range(W):
+            x = -1 + (2 * X + 1) / W
+            px = (x + 1) * w / 2 - 0.5
+            cols = [min(max(int(np.floor(px + 1e-4)) + d, 0), w - 1) for d in (0, 1)]
+            rel = {}
+            for a in (0, 1):
+                for b in (0, 1):
+                    cy = -1 + (2 * rows[a] + 1) / h
+                    cx = -1 + (2 * cols[b] + 1) / w
+                    rel[a, b] = ((y - cy) * h, (x - cx) * w)
+            # area of the diagonally opposite rectangle over the total area; an axis whose two
+            # neighbours coincide (image border) splits evenly
+            dy = [abs(rel[a, 0][0]) for a in (0, 1)]
+            dx = [abs(rel[0, b][1]) for b in (0, 1)]
+            wy = [dy[1 - a] / sum(dy) if sum(dy) > 1e-9 else 0.5 for a in (0, 1)]
+            wx = [dx[1 - b] / sum(dx) if sum(dx) > 1e-9 else 0.5 for b in (0, 1)]
+            parts = []
+            for a in (0, 1):
+                for b in (0, 1):
+                    opposite = wy[a] * wx[b]
+                    parts.append(torch.tensor(rel[a, b], dtype=torch.float64).expand(n, 2))
+                    parts.append(feat[:, :, rows[a], cols[b]] * opposite)
+            parts.append(torch.tensor(cell, dtype=torch.float64).expand(n, 2))
+            out[:, :, Y, X] = decoder.project(decoder.lift(torch.cat(parts, dim=1)))
+    shortcut = decoder.shortcut(feat)
+    return out + torch.nn.functional.interpolate(
+        shortcut, size=(H, W), mode="bilinear", align_corners=False
+    )
+
+
+@pytest.mark.parametrize("size", [(11, 13), (14, 9), (40, 7)])
+def test_decoder_equals_its_pixelwise_definition(size):
+    torch.manual_seed(3)
+    decoder = ContinuousDecoder(in_channels=5, hidden=12).double()
+    feat = torch.randn(2, 5, 4, 3, dtype=torch.float64)
+    with torch.no_grad():
+        want = decoder_reference(decoder, feat, *size)
+        for chunk in (None, 10):
+            torch.testing.assert_close(decoder(feat, size, max_queries=chunk), want)

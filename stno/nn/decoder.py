@@ -1,7 +1,8 @@
 """Continuous decoder: LR feature maps to RGB at any target size (SRNO / LIIF lineage).
 
 For each target pixel: the 4 nearest LR feature vectors (local ensemble), each with its relative
-coordinate, weighted by the area of the opposite neighbour's rectangle (bilinear-like weights),
+coordinate, weighted by the area of the diagonally opposite neighbour's rectangle over the total
+(bilinear weights; along an axis whose two neighbours coincide at the border, 1/2 each),
 plus the cell size; a linear lift to ``hidden`` channels; optional Galerkin self-attention blocks
 over all target pixels; a pointwise MLP to RGB; plus a bilinearly upsampled RGB shortcut of the
 features.
@@ -54,7 +55,9 @@ def _axis_neighbours(out_len: int, in_len: int, device, dtype):
     """
     coord = pixel_centers(out_len, device, dtype)
     pos = (coord + 1) * in_len / 2 - 0.5  # continuous LR index, centres at integers
-    low = torch.floor(pos)
+    # a target centre that falls exactly on an LR centre (odd integer scales) takes the pair
+    # starting there, whatever the float rounding of ``pos``
+    low = torch.floor(pos + 1e-4)
     idx = torch.stack([low, low + 1]).clamp_(0, in_len - 1).long()
     centres = pixel_centers(in_len, device, dtype)[idx]
     rel = (coord.unsqueeze(0) - centres) * in_len
@@ -117,7 +120,7 @@ class ContinuousDecoder(nn.Module):
             device=feat.device,
             dtype=feat.dtype,
         )
-        feat_last = feat.permute(0, 2, 3, 1)  # channels last: gathered rows feed nn.Linear directly
+        feat_last = feat.permute(0, 2, 3, 1)  # channels last: projections are plain matmuls
         group, rows, cols = _tiling(n, H, W, max_queries)
         frames_out = []
         for f0 in range(0, n, group):
@@ -156,24 +159,36 @@ class ContinuousDecoder(nn.Module):
         return out + short
 
     def _lift(self, feat_last, geometry, cell, rows: slice, cols: slice) -> torch.Tensor:
-        """Local-ensemble input of a tile of target pixels, lifted: (g, th, tw, hidden)."""
+        """Lifted local-ensemble input of a tile of target pixels: (g, th, tw, hidden).
+
+        The lift is linear in its input ``[rel_k, w_k f_k for the 4 neighbours k, cell]``, so it is
+        evaluated term by term instead of building that (4C + 10)-wide input per target pixel:
+        features are projected on the few LR pixels the tile touches and the projected vectors
+        gathered and weighted; the relative-coordinate terms separate into a row and a column part.
+        """
         iy, ry, wy, ix, rx, wx = geometry
-        g = feat_last.shape[0]
-        th, tw = iy[0, rows].numel(), ix[0, cols].numel()
-        parts = []
+        c = feat_last.shape[-1]
+        weight = self.lift.weight  # (hidden, 4 (C + 2) + 2): per neighbour [ry, rx, features], cell
+        row_idx, col_idx = iy[:, rows], ix[:, cols]
+        top, left = int(row_idx.min()), int(col_idx.min())
+        slab = feat_last[:, top : int(row_idx.max()) + 1, left : int(col_idx.max()) + 1]
+        rows_blend = []
+        row_term = col_term = 0
         for a in (0, 1):
-            # separable gather: the rows of neighbour a, then the columns of neighbour b
-            picked_rows = feat_last.index_select(1, iy[a, rows])
+            cols_blend = []
             for b in (0, 1):
-                neighbour = picked_rows.index_select(2, ix[b, cols])
-                weight = wy[a, rows].view(1, th, 1, 1) * wx[b, cols].view(1, 1, tw, 1)
-                rel = torch.stack(
-                    torch.broadcast_tensors(ry[a, rows].view(th, 1), rx[b, cols].view(1, tw)),
-                    dim=-1,
-                )
-                parts += [rel.expand(g, th, tw, 2), neighbour * weight]
-        parts.append(cell.expand(g, th, tw, 2))
-        return self.lift(torch.cat(parts, dim=-1))
+                start = (2 * a + b) * (c + 2)
+                projected = slab @ weight[:, start + 2 : start + 2 + c].T  # (g, sh, sw, hidden)
+                # separable gather: the rows of neighbour a, then the columns of neighbour b
+                rows_a = projected.index_select(1, row_idx[a] - top)
+                cols_blend.append(rows_a.index_select(2, col_idx[b] - left))
+                row_term = row_term + ry[a, rows].unsqueeze(-1) * weight[:, start]
+                col_term = col_term + rx[b, cols].unsqueeze(-1) * weight[:, start + 1]
+            # the two weights of an axis sum to 1, so the weighted sum is a lerp (one fused op)
+            rows_blend.append(torch.lerp(*cols_blend, wx[1, cols].view(1, 1, -1, 1)))
+        blended = torch.lerp(*rows_blend, wy[1, rows].view(1, -1, 1, 1))
+        constant = weight[:, -2:] @ cell + self.lift.bias
+        return blended + (row_term.unsqueeze(1) + col_term.unsqueeze(0) + constant)
 
 
 def _tiling(n: int, H: int, W: int, max_queries: int | None) -> tuple[int, int, int]:
