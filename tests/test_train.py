@@ -143,7 +143,6 @@ def test_checkpoints_load_safely_with_plain_hyperparameters_and_ema(train_config
     assert image.width == 3 * image.height  # one row: three frames side by side
 
 
-@pytest.mark.slow
 def test_starting_again_in_the_same_directory_resumes_from_last_ckpt(
     train_config, tmp_path, capsys
 ):
