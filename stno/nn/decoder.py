@@ -156,7 +156,7 @@ class ContinuousDecoder(nn.Module):
         short = F.interpolate(
             self.shortcut(feat), size=(H, W), mode="bilinear", align_corners=False
         )
-        return out + short
+        return out.add_(short)  # ``out`` is a fresh tensor: no extra full-size copy
 
     def _lift(self, feat_last, geometry, cell, rows: slice, cols: slice) -> torch.Tensor:
         """Lifted local-ensemble input of a tile of target pixels: (g, th, tw, hidden).

@@ -135,8 +135,10 @@ class STNO(nn.Module):
         out = self.decoder(feats, (H, W), max_queries or self.max_queries)
         if self.image_residual:
             lr = self._interleave(frames, motion.frames[..., :h, :w])
-            out = out + F.interpolate(lr, size=(H, W), mode="bilinear", align_corners=False)
-        return rearrange(out.clamp(0, 1), "(b o) c y x -> b o c y x", b=b)
+            out.add_(F.interpolate(lr, size=(H, W), mode="bilinear", align_corners=False))
+        # in place at inference: no extra full-size copy of every output frame
+        out = out.clamp(0, 1) if torch.is_grad_enabled() else out.clamp_(0, 1)
+        return rearrange(out, "(b o) c y x -> b o c y x", b=b)
 
     @staticmethod
     def _interleave(frames: torch.Tensor, synth: torch.Tensor) -> torch.Tensor:
