@@ -4,27 +4,35 @@
     stno-train model=stno_base data=vimeo_septuplet data.root=/data/vimeo_septuplet trainer=gpu
     stno-train model=bicubic_blend              # validate the baseline only
     stno-train hydra.run.dir=outputs/my_run     # run again with the same dir: resumes
+    stno-train resume=outputs/my_run            # continue that run (in its own directory)
+    stno-train init_ckpt=outputs/my_run/checkpoints/last.ckpt   # fine-tune: weights only
+    stno-train -m model.optimizer.lr=2e-4,5e-4  # a sweep: multirun/<date>/<time>/summary.md
 
 Each run writes to its own directory (`paths.output_dir`); checkpoints go to
 `<output_dir>/checkpoints/` (`last.ckpt`, best by validation Y-PSNR). If `last.ckpt` exists
-when a run starts, training resumes from it at its global step.
+when a run starts, training resumes from it at its global step. Every run ends by writing
+`<output_dir>/result.json` (best and final validation Y-PSNR, gain over bicubic_blend, steps,
+wall time), which the sweep summary (`stno.cli.sweep`) tabulates.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
-from stno.cli.common import config_dir, one_line_errors
+from stno.cli.common import UserError, config_dir, one_line_errors
+from stno.cli.sweep import write_result
 from stno.lit import STNOLitModule
+from stno.lit.finetune import load_initial_weights
 
 LAST_CHECKPOINT = "last.ckpt"
 
@@ -59,9 +67,49 @@ def checkpoint_global_step(path: Path) -> int:
     return int(checkpoint.get("global_step", 0))
 
 
+def resolve_resume_target(resume: Any, output_dir: Path) -> tuple[Path, Path | None]:
+    """What `resume=` asks for -> (checkpoint to resume from, run directory to continue in).
+
+    `resume=true` (or `last`): this run directory's `last.ckpt`; `resume=<run dir>`: that run's
+    `checkpoints/last.ckpt`, and the run continues in that directory; `resume=<file.ckpt>`:
+    that checkpoint, the run writes to its own (new) directory. Nothing to resume is an error.
+    """
+    if resume is True or str(resume).lower() in ("true", "last"):
+        last = output_dir / "checkpoints" / LAST_CHECKPOINT
+        if not last.is_file():
+            raise UserError(
+                f"resume={resume}: nothing to resume, {last} does not exist; give resume=<run dir "
+                "or .ckpt>, or drop resume= to start a new run"
+            )
+        return last, None
+    path = Path(str(resume)).expanduser()
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / LAST_CHECKPOINT, path / LAST_CHECKPOINT):
+            if candidate.is_file():
+                run_dir = (
+                    candidate.parent.parent if candidate.parent.name == "checkpoints" else None
+                )
+                return candidate, run_dir
+        raise UserError(
+            f"resume={resume}: nothing to resume, no checkpoints/{LAST_CHECKPOINT} in that folder; "
+            "give a run directory of stno-train or a .ckpt file"
+        )
+    if path.is_file():
+        return path, None
+    raise UserError(
+        f"resume={resume}: nothing to resume, no such run directory or checkpoint; "
+        "drop resume= to start a new run"
+    )
+
+
 def find_resume_checkpoint(cfg: DictConfig, checkpoint_dir: Path) -> Path | None:
-    """`ckpt_path` if given, else this run directory's `last.ckpt` if it exists, else None."""
+    """`resume`/`ckpt_path` if given, else this run directory's `last.ckpt` if it exists, else None."""
+    if cfg.get("resume"):
+        return resolve_resume_target(cfg.resume, checkpoint_dir.parent)[0]
     if cfg.get("ckpt_path"):
+        if str(cfg.ckpt_path) == "last":
+            # Lightning's `ckpt_path=last` silently starts from scratch in a new run directory.
+            return resolve_resume_target("last", checkpoint_dir.parent)[0]
         path = Path(cfg.ckpt_path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(
@@ -70,6 +118,58 @@ def find_resume_checkpoint(cfg: DictConfig, checkpoint_dir: Path) -> Path | None
         return path
     last = checkpoint_dir / LAST_CHECKPOINT
     return last if last.is_file() else None
+
+
+def _hydra_runtime() -> tuple[bool, Path | None, int | None]:
+    """(is this a multirun job, the sweep directory, the job number) from Hydra, if it runs."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return False, None, None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return False, None, None
+    return True, Path(hydra_cfg.sweep.dir), int(hydra_cfg.job.num)
+
+
+def prepare_run_config(cfg: DictConfig) -> DictConfig:
+    """Settings that depend on how the run was started (resume dir, multirun, W&B group).
+
+    - `resume=<run dir>` continues in that directory (checkpoints, logs, result.json).
+    - In a multirun, subprocess DDP (`strategy: ddp`) would start the whole sweep again in
+      every extra process: use spawned processes (`ddp_spawn`) instead.
+    - W&B: group = the sweep (or task name), run name = the job; files under the run directory.
+    """
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        if cfg.get("resume"):
+            _, run_dir = resolve_resume_target(cfg.resume, Path(cfg.paths.output_dir))
+            if run_dir is not None:
+                cfg.paths.output_dir = str(run_dir)
+        multirun, sweep_dir, job_num = _hydra_runtime()
+        strategy = cfg.trainer.get("strategy")
+        if (
+            multirun
+            and isinstance(strategy, str)
+            and strategy.startswith("ddp")
+            and "spawn" not in strategy
+        ):
+            cfg.trainer.strategy = strategy.replace("ddp", "ddp_spawn", 1)
+            say(
+                f"Multirun job: trainer.strategy={strategy} -> {cfg.trainer.strategy} (one process tree per job)"
+            )
+        wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+        if wandb_cfg is not None:
+            if wandb_cfg.get("group") is None:
+                wandb_cfg.group = (
+                    f"{sweep_dir.parent.name}_{sweep_dir.name}" if multirun else cfg.task_name
+                )
+            if wandb_cfg.get("name") is None:
+                wandb_cfg.name = (
+                    f"{wandb_cfg.group}-{job_num}" if multirun else Path(cfg.paths.output_dir).name
+                )
+    return cfg
 
 
 def _saves_last_checkpoint(trainer: pl.Trainer, checkpoint_dir: Path) -> bool:
@@ -86,8 +186,12 @@ def _saves_last_checkpoint(trainer: pl.Trainer, checkpoint_dir: Path) -> bool:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (unless `train=false` or the model has no parameters), then validate once more.
 
-    Returns the final validation metrics (`val/psnr_y`, `val/bicubic_psnr_y`, ...) as floats.
+    Returns the final validation metrics (`val/psnr_y`, `val/bicubic_psnr_y`, ...) as floats,
+    and writes them with the best validation Y-PSNR, steps and wall time to
+    `<output_dir>/result.json` (on the main process).
     """
+    started = time.monotonic()
+    cfg = prepare_run_config(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
@@ -104,6 +208,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     resume_from = find_resume_checkpoint(cfg, checkpoint_dir)
     preset = model.hparams.preset or model.hparams.net["_target_"]
+    if cfg.get("init_ckpt"):
+        if resume_from is not None:
+            say(f"Resuming from {resume_from}: init_ckpt={cfg.init_ckpt} is not loaded again")
+        else:
+            say(initialise_from(model, cfg.init_ckpt, strict=cfg.get("init_strict", True)))
     trained = False
     if cfg.get("train", True) and not model.has_trainable_parameters:
         say(f"{preset} has no trainable parameters: skipping training, validating only")
@@ -150,7 +259,70 @@ def train(cfg: DictConfig) -> dict[str, float]:
         )
     else:
         say("No validation data configured: no validation Y-PSNR to report")
+    save_result(output_dir, trainer, metrics, checkpoint_dir, time.monotonic() - started)
+    finish_wandb(loggers)
     return metrics
+
+
+def initialise_from(model: STNOLitModule, ckpt_path: str, strict: bool = True) -> str:
+    """Fine-tuning: the network (and its EMA copy) starts from a checkpoint's weights only."""
+    report = load_initial_weights(model.net, ckpt_path, strict=bool(strict))
+    if model.ema is not None:
+        model.ema.load_state_dict(model.net.state_dict())
+    return report
+
+
+def best_validation_psnr(trainer: pl.Trainer, metrics: dict[str, float]) -> float | None:
+    """Best `val/psnr_y` of the run: the best checkpoint's score, or the final validation."""
+    scores = [metrics["val/psnr_y"]] if "val/psnr_y" in metrics else []
+    for callback in trainer.callbacks:
+        if (
+            isinstance(callback, ModelCheckpoint)
+            and callback.monitor == "val/psnr_y"
+            and callback.best_model_score is not None
+        ):
+            scores.append(float(callback.best_model_score))
+    scores = [score for score in scores if math.isfinite(score)]
+    return max(scores) if scores else None
+
+
+@rank_zero_only
+def save_result(
+    output_dir: Path,
+    trainer: pl.Trainer,
+    metrics: dict[str, float],
+    checkpoint_dir: Path,
+    wall_time_s: float,
+) -> None:
+    """Write `<output_dir>/result.json`: the numbers a sweep summary shows for this run."""
+    last = checkpoint_dir / LAST_CHECKPOINT
+    # Spawned DDP trains in child processes: the step count is the one saved in last.ckpt.
+    steps = max(trainer.global_step, checkpoint_global_step(last) if last.is_file() else 0)
+    best = best_validation_psnr(trainer, metrics)
+    bicubic = metrics.get("val/bicubic_psnr_y")
+    write_result(
+        output_dir,
+        {
+            "best_psnr_y": best,
+            "final_psnr_y": metrics.get("val/psnr_y"),
+            "bicubic_psnr_y": bicubic,
+            # Validation clips are the same every time, so the baseline's score is fixed.
+            "gain_psnr_y": None if best is None or bicubic is None else best - bicubic,
+            "steps": int(steps),
+            "wall_time_s": round(wall_time_s, 1),
+            "status": "interrupted" if trainer.interrupted else "done",
+            "metrics": metrics,
+        },
+    )
+
+
+@rank_zero_only
+def finish_wandb(loggers: list[Any]) -> None:
+    """End the W&B run so that the next job of a multirun starts its own run."""
+    if any(type(logger).__name__ == "WandbLogger" for logger in loggers):
+        import wandb
+
+        wandb.finish()
 
 
 @one_line_errors("stno-train")

@@ -78,7 +78,9 @@ class STNOLitModule(pl.LightningModule):
         val_max_queries: bound on target pixels decoded at once in validation (memory).
         val_crop_border: pixels removed on each side before validation metrics.
         num_logged_samples: clips shown as images (bicubic | model | GT) per validation, on
-            loggers that take images (TensorBoard, W&B).
+            loggers that take images (TensorBoard, W&B); W&B also gets the first clip as a video.
+        freeze_motion_steps: keep the motion stage (`net.motion`) fixed for the first N optimizer
+            steps (fine-tuning: adapt the rest of the network first). 0: never frozen.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class STNOLitModule(pl.LightningModule):
         val_max_queries: int | None = None,
         val_crop_border: int = 0,
         num_logged_samples: int = 2,
+        freeze_motion_steps: int = 0,
     ) -> None:
         super().__init__()
         if scheduler_interval not in ("step", "epoch"):
@@ -102,6 +105,8 @@ class STNOLitModule(pl.LightningModule):
             )
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
+        if int(freeze_motion_steps) < 0:
+            raise ValueError(f"freeze_motion_steps must be >= 0, got {freeze_motion_steps}")
         net_config = plain_container(net)
         # Only plain containers go into checkpoints, so they load with torch.load(weights_only=True).
         self.save_hyperparameters(
@@ -115,9 +120,15 @@ class STNOLitModule(pl.LightningModule):
                 "val_max_queries": val_max_queries,
                 "val_crop_border": int(val_crop_border),
                 "num_logged_samples": int(num_logged_samples),
+                "freeze_motion_steps": int(freeze_motion_steps),
             }
         )
         self.net: nn.Module = build_from_config(net_config)
+        if freeze_motion_steps and not isinstance(getattr(self.net, "motion", None), nn.Module):
+            raise ValueError(
+                f"freeze_motion_steps={freeze_motion_steps} needs a network with a motion stage "
+                f"(net.motion); {net_config['_target_']} has none: set model.freeze_motion_steps=0"
+            )
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.ema: nn.Module | None = None
@@ -162,6 +173,12 @@ class STNOLitModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/scale", float(batch.get("scale", 0.0)), batch_size=batch_size)
         return loss
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.hparams.freeze_motion_steps:
+            # No gradient, so the optimizer (Adam, weight decay included) leaves these weights alone.
+            frozen = self.global_step < self.hparams.freeze_motion_steps
+            self.net.motion.requires_grad_(not frozen)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:
