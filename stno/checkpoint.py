@@ -61,7 +61,9 @@ _EMA_BOOKKEEPING = ("n_averaged", "num_updates", "decay", "step")
 def build_network(net_config: dict[str, Any]) -> nn.Module:
     """Instantiate an allow-listed network from its config ``{"_target_": ..., **kwargs}``."""
     if not isinstance(net_config, dict) or "_target_" not in net_config:
-        raise CheckpointError(f"net config must be a dict with a '_target_' key, got {net_config!r}")
+        raise CheckpointError(
+            f"net config must be a dict with a '_target_' key, got {net_config!r}"
+        )
     target = net_config["_target_"]
     classes = _network_classes()
     if target not in classes:
@@ -72,7 +74,9 @@ def build_network(net_config: dict[str, Any]) -> nn.Module:
     try:
         return classes[target](**kwargs)
     except TypeError as error:
-        raise CheckpointError(f"cannot build {target} from the checkpoint's config: {error}") from error
+        raise CheckpointError(
+            f"cannot build {target} from the checkpoint's config: {error}"
+        ) from error
 
 
 def _read_checkpoint(path: Path) -> dict:
@@ -84,7 +88,9 @@ def _read_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path} is an empty file")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises KeyError, RuntimeError, UnpicklingError, ... on bad files
+    except (
+        Exception
+    ) as error:  # torch raises KeyError, RuntimeError, UnpicklingError, ... on bad files
         message = str(error)
         found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
         if found:
@@ -102,7 +108,9 @@ def _read_checkpoint(path: Path) -> dict:
 
 
 def _prefixed(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+    return {
+        key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)
+    }
 
 
 def _describe(preset: str | None, target: str) -> str:
@@ -223,7 +231,9 @@ def _check_expected(path: Path, expected, preset: str | None, net_config: dict) 
                 f"requested config: {', '.join(differences[:4])}"
             )
         return
-    raise TypeError(f"expected must be a preset name, a config dict or None, got {type(expected).__name__}")
+    raise TypeError(
+        f"expected must be a preset name, a config dict or None, got {type(expected).__name__}"
+    )
 
 
 def _plain(value):
@@ -251,19 +261,32 @@ def save_network_checkpoint(
         raise CheckpointError(f"save_network_checkpoint: {target} is not an STNO network")
     state_dict = {f"net.{key}": value.detach().cpu() for key, value in net.state_dict().items()}
     if ema is not None:
-        state_dict.update({f"ema.{key}": value.detach().cpu() for key, value in ema.state_dict().items()})
+        state_dict.update(
+            {f"ema.{key}": value.detach().cpu() for key, value in ema.state_dict().items()}
+        )
     checkpoint = {
         "state_dict": state_dict,
-        "hyper_parameters": {"net": {"_target_": target, **_plain(dict(net.config))}, "preset": preset},
+        "hyper_parameters": {
+            "net": {"_target_": target, **_plain(dict(net.config))},
+            "preset": preset,
+        },
         "epoch": 0,
         "global_step": 0,
         "stno_version": stno.__version__,
     }
+    return atomic_torch_save(checkpoint, path)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it into place.
+
+    A process killed while saving leaves the previous complete file (or none), never a torn one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(checkpoint, temporary)
+        torch.save(obj, temporary)
         os.replace(temporary, path)
     finally:
         if temporary.exists():
@@ -311,8 +334,15 @@ def network_for(
         from stno.nn import BicubicBlend
 
         net = BicubicBlend().to(device).eval()
-        return net, {"path": None, "preset": BASELINE_MODEL, "net_config": {"_target_": "stno.nn.BicubicBlend"},
-                     "weights": None, "epoch": None, "global_step": None, "num_parameters": 0}
+        return net, {
+            "path": None,
+            "preset": BASELINE_MODEL,
+            "net_config": {"_target_": "stno.nn.BicubicBlend"},
+            "weights": None,
+            "epoch": None,
+            "global_step": None,
+            "num_parameters": 0,
+        }
     if not ckpt_path:
         raise CheckpointError(
             "ckpt_path= is required (a checkpoint written by stno-train), or use model=bicubic_blend"
