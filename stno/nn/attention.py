@@ -54,7 +54,35 @@ def galerkin_attend(
     return q @ (stats / count)
 
 
-class GalerkinAttention(nn.Module):
+class _MultiHeadProjections(nn.Module):
+    """The Q, K/V and output projections that both attention kinds share."""
+
+    def __init__(self, dim, heads, dim_head, context_dim, qkv_bias):
+        super().__init__()
+        dim_head = dim_head or dim // heads
+        if dim_head * heads == 0:
+            raise ValueError(f"dim={dim} and heads={heads} give no channels per head")
+        inner = dim_head * heads
+        self.heads = heads
+        self.dim_head = dim_head
+        self.to_q = nn.Linear(dim, inner, bias=qkv_bias)
+        self.to_kv = nn.Linear(context_dim or dim, 2 * inner, bias=qkv_bias)
+        self.to_out = nn.Linear(inner, dim)
+
+    def queries(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, dim) -> (B, heads, N, d)."""
+        return rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)
+
+    def raw_keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, M, context_dim) -> keys and values, each (B, heads, M, d)."""
+        return rearrange(self.to_kv(context), "b m (two h d) -> two b h m d", two=2, h=self.heads)
+
+    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, heads, N, d) -> output projection (B, N, dim)."""
+        return self.to_out(rearrange(x, "b h n d -> b n (h d)"))
+
+
+class GalerkinAttention(_MultiHeadProjections):
     """Multi-head softmax-free attention: ``out = W_o [Q (LN(K)^T LN(V)) / N]``.
 
     Works as self-attention (``context=None``) or cross-attention, where the query and context
@@ -75,26 +103,13 @@ class GalerkinAttention(nn.Module):
         context_dim: int | None = None,
         qkv_bias: bool = True,
     ):
-        super().__init__()
-        dim_head = dim_head or dim // heads
-        if dim_head * heads == 0:
-            raise ValueError(f"dim={dim} and heads={heads} give no channels per head")
-        inner = dim_head * heads
-        self.heads = heads
-        self.dim_head = dim_head
-        self.to_q = nn.Linear(dim, inner, bias=qkv_bias)
-        self.to_kv = nn.Linear(context_dim or dim, 2 * inner, bias=qkv_bias)
-        self.k_norm = HeadLayerNorm(heads, dim_head)
-        self.v_norm = HeadLayerNorm(heads, dim_head)
-        self.to_out = nn.Linear(inner, dim)
-
-    def queries(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, dim) -> (B, heads, N, d)."""
-        return rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)
+        super().__init__(dim, heads, dim_head, context_dim, qkv_bias)
+        self.k_norm = HeadLayerNorm(heads, self.dim_head)
+        self.v_norm = HeadLayerNorm(heads, self.dim_head)
 
     def keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, M, context_dim) -> normalised keys and values, each (B, heads, M, d)."""
-        k, v = rearrange(self.to_kv(context), "b m (two h d) -> two b h m d", two=2, h=self.heads)
+        k, v = self.raw_keys_values(context)
         return self.k_norm(k), self.v_norm(v)
 
     def statistics(self, context: torch.Tensor) -> torch.Tensor:
@@ -110,7 +125,7 @@ class GalerkinAttention(nn.Module):
     ) -> torch.Tensor:
         """Output for queries ``x`` (B, N, dim) given precomputed statistics over ``count`` tokens."""
         out = galerkin_attend(self.queries(x), stats, count)
-        return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
+        return self.merge_heads(out)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, N, dim) queries; context: (B, M, context_dim) or None for self-attention.
@@ -121,7 +136,7 @@ class GalerkinAttention(nn.Module):
         return self.attend(x, self.statistics(context), context.shape[1])
 
 
-class SoftmaxAttention(nn.Module):
+class SoftmaxAttention(_MultiHeadProjections):
     """Ordinary multi-head ``softmax(Q K^T / sqrt(d)) V`` behind the same interface.
 
     It forms the N x M attention matrix explicitly (O(N M) memory); it exists for comparisons
@@ -136,18 +151,12 @@ class SoftmaxAttention(nn.Module):
         context_dim: int | None = None,
         qkv_bias: bool = True,
     ):
-        super().__init__()
-        dim_head = dim_head or dim // heads
-        inner = dim_head * heads
-        self.heads = heads
-        self.scale = dim_head**-0.5
-        self.to_q = nn.Linear(dim, inner, bias=qkv_bias)
-        self.to_kv = nn.Linear(context_dim or dim, 2 * inner, bias=qkv_bias)
-        self.to_out = nn.Linear(inner, dim)
+        super().__init__(dim, heads, dim_head, context_dim, qkv_bias)
+        self.scale = self.dim_head**-0.5
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         context = x if context is None else context
-        q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)
-        k, v = rearrange(self.to_kv(context), "b m (two h d) -> two b h m d", two=2, h=self.heads)
+        q = self.queries(x)
+        k, v = self.raw_keys_values(context)
         weights = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
-        return self.to_out(rearrange(weights @ v, "b h n d -> b n (h d)"))
+        return self.merge_heads(weights @ v)
