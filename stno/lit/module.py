@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import io
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -290,6 +291,44 @@ class STNOLitModule(pl.LightningModule):
                 logger.log_image(
                     key="val/samples_bicubic_model_gt", images=[image], step=self.global_step
                 )
+                logger.log_metrics(
+                    {
+                        "val/clip_bicubic_model_gt": _wandb_clip(
+                            baseline[0], prediction[0], target[0]
+                        )
+                    },
+                    step=self.global_step,
+                )
+
+
+def clip_frames(*clips: torch.Tensor) -> torch.Tensor:
+    """Clips (T, 3, H, W) in [0, 1] side by side -> uint8 frames (T, 3, H, n*W)."""
+    joined = torch.cat([clip.detach().float().clamp(0, 1).cpu() for clip in clips], dim=-1)
+    return (joined * 255).round().to(torch.uint8)
+
+
+def gif_bytes(frames: torch.Tensor, frame_ms: int = 250) -> bytes:
+    """uint8 frames (T, 3, H, W) -> an animated GIF that loops (PIL; no video encoder needed)."""
+    from PIL import Image
+
+    images = [Image.fromarray(frame.permute(1, 2, 0).numpy()) for frame in frames]
+    buffer = io.BytesIO()
+    images[0].save(
+        buffer, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0
+    )
+    return buffer.getvalue()
+
+
+def _wandb_clip(baseline: torch.Tensor, prediction: torch.Tensor, target: torch.Tensor) -> Any:
+    """One validation clip (bicubic | model | GT, every output frame) as a `wandb.Video` GIF.
+
+    A GIF written by PIL, because `wandb.Video` encodes numpy arrays with moviepy (not a
+    dependency of STNO).
+    """
+    import wandb
+
+    frames = clip_frames(baseline, prediction, target)
+    return wandb.Video(io.BytesIO(gif_bytes(frames)), format="gif")
 
 
 def _image_kind(logger: Any) -> str | None:
