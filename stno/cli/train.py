@@ -33,6 +33,7 @@ from stno.cli.common import UserError, config_dir, one_line_errors
 from stno.cli.sweep import write_result
 from stno.lit import STNOLitModule
 from stno.lit.finetune import load_initial_weights
+from stno.lit.module import VALIDATED_STEP
 
 LAST_CHECKPOINT = "last.ckpt"
 
@@ -227,16 +228,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trained = True
         if trainer.interrupted:
             say("Training interrupted: start again with the same output directory to resume")
+        final_step = trainer.global_step
         if not trainer.fast_dev_run:
+            last = checkpoint_dir / LAST_CHECKPOINT
             if not _saves_last_checkpoint(trainer, checkpoint_dir):
-                trainer.save_checkpoint(checkpoint_dir / LAST_CHECKPOINT)
-            say(
-                f"Last checkpoint: {(checkpoint_dir / LAST_CHECKPOINT).resolve()} (step {trainer.global_step})"
-            )
+                trainer.save_checkpoint(last)
+            # Spawned DDP trains in child processes: the main process only sees the checkpoint.
+            final_step = max(final_step, checkpoint_global_step(last) if last.is_file() else 0)
+            say(f"Last checkpoint: {last.resolve()} (step {final_step})")
 
+    validated_step = trainer.callback_metrics.get(VALIDATED_STEP, model.last_validated_step)
     if (
         trained
-        and model.last_validated_step == trainer.global_step
+        and validated_step is not None
+        and int(validated_step) == final_step
         and "val/psnr_y" in trainer.callback_metrics
     ):
         # Training ended right after a validation of the final weights: no need to repeat it.

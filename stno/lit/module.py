@@ -18,6 +18,8 @@ from stno.metrics import frame_metrics
 # Metrics of the model, and of the bicubic_blend baseline on the same clips.
 MODEL_METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 BASELINE_METRICS = ("psnr_y", "ssim_y")
+# Global step of the latest validation, kept in `trainer.callback_metrics` under this name.
+VALIDATED_STEP = "stno/validated_step"
 
 
 def build_from_config(config: Mapping[str, Any]) -> Any:
@@ -264,6 +266,8 @@ class STNOLitModule(pl.LightningModule):
             metric.reset()
         if not self.trainer.sanity_checking:
             self.last_validated_step = self.global_step
+            # Also in callback_metrics (not logged): spawned DDP sends them back to the main process.
+            self.trainer.callback_metrics[VALIDATED_STEP] = torch.tensor(self.global_step)
 
     def _log_sample_frames(
         self,
