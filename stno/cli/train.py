@@ -196,9 +196,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
+    # Before anything writes files: a resume request with nothing to resume stops here.
+    resume_from = find_resume_checkpoint(cfg, checkpoint_dir)
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = instantiate_model(cfg.model)
+    preset = model.hparams.preset or model.hparams.net["_target_"]
+    if cfg.get("init_ckpt"):
+        if resume_from is not None:
+            say(f"Resuming from {resume_from}: init_ckpt={cfg.init_ckpt} is not loaded again")
+        else:
+            say(initialise_from(model, cfg.init_ckpt, strict=cfg.get("init_strict", True)))
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(
@@ -207,13 +215,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    resume_from = find_resume_checkpoint(cfg, checkpoint_dir)
-    preset = model.hparams.preset or model.hparams.net["_target_"]
-    if cfg.get("init_ckpt"):
-        if resume_from is not None:
-            say(f"Resuming from {resume_from}: init_ckpt={cfg.init_ckpt} is not loaded again")
-        else:
-            say(initialise_from(model, cfg.init_ckpt, strict=cfg.get("init_strict", True)))
     trained = False
     if cfg.get("train", True) and not model.has_trainable_parameters:
         say(f"{preset} has no trainable parameters: skipping training, validating only")
