@@ -140,6 +140,7 @@ def prepare_run_config(cfg: DictConfig) -> DictConfig:
     - `resume=<run dir>` continues in that directory (checkpoints, logs, result.json).
     - In a multirun, subprocess DDP (`strategy: ddp`) would start the whole sweep again in
       every extra process: use spawned processes (`ddp_spawn`) instead.
+    - `model.freeze_motion_steps` with DDP: parameters without gradients must be allowed.
     - W&B: group = the sweep (or task name), run name = the job; files under the run directory.
     """
     cfg = cfg.copy()
@@ -160,6 +161,11 @@ def prepare_run_config(cfg: DictConfig) -> DictConfig:
             say(
                 f"Multirun job: trainer.strategy={strategy} -> {cfg.trainer.strategy} (one process tree per job)"
             )
+        strategy = cfg.trainer.get("strategy")
+        if cfg.model.get("freeze_motion_steps") and strategy in ("ddp", "ddp_spawn"):
+            # A frozen stage gets no gradients; DDP must be told to expect unused parameters.
+            cfg.trainer.strategy = f"{strategy}_find_unused_parameters_true"
+            say(f"model.freeze_motion_steps: trainer.strategy={cfg.trainer.strategy}")
         wandb_cfg = (cfg.get("logger") or {}).get("wandb")
         if wandb_cfg is not None:
             if wandb_cfg.get("group") is None:
