@@ -59,7 +59,8 @@ def machine_line() -> str:
 
     import torch
 
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs visible, "
-        f"threads=2, python {platform.python_version()}"
+        f"threads=2, python {platform.python_version()}, load average {load}"
     )
