@@ -109,7 +109,6 @@ def test_resume_with_nothing_to_resume_is_a_clear_error(train_config, tmp_path):
     assert not (tmp_path / "new_run" / "checkpoints").exists()
 
 
-@pytest.mark.slow
 def test_resume_a_run_directory_continues_in_it(train_config, tmp_path, capsys):
     first = tmp_path / "first"
     _run(train_config, first, 2)

@@ -76,7 +76,6 @@ def read_offline_run(path: Path) -> dict:
     return run
 
 
-@pytest.mark.slow
 def test_wandb_offline_run_logs_config_metrics_frames_and_clip(train_config, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")  # never the network
     output_dir = tmp_path / "run"
