@@ -100,7 +100,7 @@ def test_resume_with_nothing_to_resume_is_a_clear_error(train_config, tmp_path):
         "resume=true": "nothing to resume",
         f"resume={empty_run}": "nothing to resume, no checkpoints/last.ckpt",
         f"resume={tmp_path / 'missing'}": "nothing to resume, no such run directory",
-        "ckpt_path=last": "nothing to resume",  # Lightning would silently start from scratch
+        "ckpt_path=last": "ckpt_path=last: nothing to resume",  # Lightning would silently start from scratch
     }
     for override, message in cases.items():
         with pytest.raises(UserError, match=message) as error:
@@ -176,7 +176,7 @@ def test_init_strict_false_reports_missing_and_unexpected_keys(tmp_path):
 
 
 def test_init_ckpt_errors_are_one_line(train_config, tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(FileNotFoundError, match="init_ckpt=.*does not exist"):
         train(train_config([f"init_ckpt={tmp_path / 'nope.ckpt'}", *TINY_DATA]))
     path = tmp_path / "small.ckpt"
     save_network_checkpoint(STNO(**TINY_NET), path)

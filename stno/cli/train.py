@@ -68,7 +68,9 @@ def checkpoint_global_step(path: Path) -> int:
     return int(checkpoint.get("global_step", 0))
 
 
-def resolve_resume_target(resume: Any, output_dir: Path) -> tuple[Path, Path | None]:
+def resolve_resume_target(
+    resume: Any, output_dir: Path, option: str = "resume"
+) -> tuple[Path, Path | None]:
     """What `resume=` asks for -> (checkpoint to resume from, run directory to continue in).
 
     `resume=true` (or `last`): this run directory's `last.ckpt`; `resume=<run dir>`: that run's
@@ -79,8 +81,8 @@ def resolve_resume_target(resume: Any, output_dir: Path) -> tuple[Path, Path | N
         last = output_dir / "checkpoints" / LAST_CHECKPOINT
         if not last.is_file():
             raise UserError(
-                f"resume={resume}: nothing to resume, {last} does not exist; give resume=<run dir "
-                "or .ckpt>, or drop resume= to start a new run"
+                f"{option}={resume}: nothing to resume, {last} does not exist; give resume=<run dir "
+                f"or .ckpt>, or drop {option}= to start a new run"
             )
         return last, None
     path = Path(str(resume)).expanduser()
@@ -110,7 +112,7 @@ def find_resume_checkpoint(cfg: DictConfig, checkpoint_dir: Path) -> Path | None
     if cfg.get("ckpt_path"):
         if str(cfg.ckpt_path) == "last":
             # Lightning's `ckpt_path=last` silently starts from scratch in a new run directory.
-            return resolve_resume_target("last", checkpoint_dir.parent)[0]
+            return resolve_resume_target("last", checkpoint_dir.parent, "ckpt_path")[0]
         path = Path(cfg.ckpt_path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(
@@ -278,6 +280,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def initialise_from(model: STNOLitModule, ckpt_path: str, strict: bool = True) -> str:
     """Fine-tuning: the network (and its EMA copy) starts from a checkpoint's weights only."""
+    if not Path(ckpt_path).expanduser().is_file():
+        raise FileNotFoundError(
+            f"init_ckpt={ckpt_path} does not exist: give a .ckpt file written by stno-train"
+        )
     report = load_initial_weights(model.net, ckpt_path, strict=bool(strict))
     if model.ema is not None:
         model.ema.load_state_dict(model.net.state_dict())
