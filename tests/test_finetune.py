@@ -205,3 +205,17 @@ def test_freeze_motion_steps_keeps_the_motion_stage_fixed_then_trains_it(train_c
 def test_freeze_motion_steps_needs_a_motion_stage(train_config):
     with pytest.raises(ValueError, match="has no motion stage|needs a network with a motion"):
         train(train_config(["model=bicubic_blend", "model.freeze_motion_steps=3", *TINY_DATA]))
+
+
+@pytest.mark.slow
+def test_stno_train_resume_with_nothing_to_resume_is_one_line(tmp_path):
+    from test_train import _stno_train
+
+    result = _stno_train(["resume=true", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"stno-train: error: resume=True: nothing to resume, "
+        f"{tmp_path / 'run' / 'checkpoints' / 'last.ckpt'} does not exist; give resume=<run dir "
+        "or .ckpt>, or drop resume= to start a new run"
+    ]
