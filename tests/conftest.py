@@ -13,6 +13,17 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (tiny tensors; two threads thrash on a busy machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def compose_train_config(output_dir: Path, overrides: list[str] = ()):
     """Compose `conf/train.yaml` with `overrides`, writing into `output_dir` (no Hydra run dir)."""
     from hydra import compose, initialize_config_dir

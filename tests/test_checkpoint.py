@@ -12,14 +12,8 @@ from stno.checkpoint import CheckpointError, load_network, network_for, save_net
 from stno.cli.common import config_dir
 from stno.nn import STNO, BicubicBlend
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is faster, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny tensors: one torch thread is faster, and much faster on a busy machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def preset_net_config(preset: str) -> dict:
@@ -77,7 +71,10 @@ def test_weights_of_another_shape_are_rejected(tmp_path):
     net = tiny_net()
     checkpoint = {
         "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-        "hyper_parameters": {"net": {**preset_net_config("stno_tiny"), "channels": 16}, "preset": "stno_tiny"},
+        "hyper_parameters": {
+            "net": {**preset_net_config("stno_tiny"), "channels": 16},
+            "preset": "stno_tiny",
+        },
     }
     torch.save(checkpoint, tmp_path / "bad.ckpt")
     with pytest.raises(CheckpointError, match="do not fit.*stno_tiny.*shape"):
@@ -116,7 +113,10 @@ def test_checkpoints_with_code_or_foreign_targets_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="safe .*weights_only.* loading refuses"):
         load_network(tmp_path / "code.ckpt")
     torch.save(
-        {"state_dict": {}, "hyper_parameters": {"net": {"_target_": "os.system", "command": "true"}}},
+        {
+            "state_dict": {},
+            "hyper_parameters": {"net": {"_target_": "os.system", "command": "true"}},
+        },
         tmp_path / "target.ckpt",
     )
     with pytest.raises(CheckpointError, match="'os.system', not an STNO network"):
@@ -129,7 +129,11 @@ def test_lightning_module_checkpoint_layout_loads(tmp_path):
     from stno.lit import STNOLitModule
 
     module = STNOLitModule(net=preset_net_config("stno_tiny"), preset="stno_tiny", ema_decay=0.99)
-    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": 3}
+    checkpoint = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "epoch": 3,
+    }
     torch.save(checkpoint, tmp_path / "lit.ckpt")
     net, info = load_network(tmp_path / "lit.ckpt", expected="stno_tiny")
     assert info["weights"] == "ema" and info["epoch"] == 3

@@ -33,13 +33,8 @@ from stno.nn import STNO, BicubicBlend
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is faster, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny tensors: one torch thread is faster, and much faster on a busy machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 
@@ -70,7 +65,13 @@ def test_vid4_windows_follow_zooming_slow_mo():
     assert [w.scored for w in windows] == [tuple(range(7)), tuple(range(7, 13))]
     # Vid4's city has 34 frames: the tail frames after input 30 come from a window ending at 33.
     city = vid4_windows(34)
-    assert [w.inputs for w in city][:5] == [(0, 2, 4, 6), (6, 8, 10, 12), (12, 14, 16, 18), (18, 20, 22, 24), (24, 26, 28, 30)]
+    assert [w.inputs for w in city][:5] == [
+        (0, 2, 4, 6),
+        (6, 8, 10, 12),
+        (12, 14, 16, 18),
+        (18, 20, 22, 24),
+        (24, 26, 28, 30),
+    ]
     assert city[-1].inputs == (27, 29, 31, 33) and city[-1].scored == (31, 32, 33)
     whole = vid4_windows(41, mode="sequence")
     assert len(whole) == 1 and whole[0].inputs == tuple(range(0, 41, 2))
@@ -105,7 +106,12 @@ def test_protocol_arguments_are_checked():
         make_protocol("vid4", time_scale=1)
     with pytest.raises(ValueError, match="do not fall on ground-truth frames"):
         make_protocol("vid4", times=[0.3, 0.6])
-    assert make_protocol("gopro", time_scale=None, times=[i / 8 for i in range(1, 8)]).settings["time_scale"] == 8
+    assert (
+        make_protocol("gopro", time_scale=None, times=[i / 8 for i in range(1, 8)]).settings[
+            "time_scale"
+        ]
+        == 8
+    )
     with pytest.raises(ValueError, match="unknown benchmark"):
         make_protocol("vid5")
 
@@ -120,8 +126,15 @@ def test_aggregate_averages_sequences_then_frames():
     assert sequences["a"]["psnr_y"] == 15.0 and sequences["a"]["frames"] == 2
     assert average["psnr_y"] == pytest.approx((15.0 + 40.0) / 2)
     assert over_frames["psnr_y"] == pytest.approx(70.0 / 3)
-    table = markdown_table(metrics_document("m", None, {"benchmark": "vid4", "space_scale": 4.0, "time_scale": 2}, frames))
-    assert "| a | 2 | 15.00 | 15.0000 |" in table and "| **average** (of sequences) | 3 | 27.50 |" in table
+    table = markdown_table(
+        metrics_document(
+            "m", None, {"benchmark": "vid4", "space_scale": 4.0, "time_scale": 2}, frames
+        )
+    )
+    assert (
+        "| a | 2 | 15.00 | 15.0000 |" in table
+        and "| **average** (of sequences) | 3 | 27.50 |" in table
+    )
 
 
 # ------------------------------------------------ independent numpy reference
@@ -149,7 +162,10 @@ def matlab_resize_axis(image: np.ndarray, out_len: int, axis: int) -> np.ndarray
         first = math.floor(center - width / 2)
         taps = [first + k for k in range(int(math.ceil(width)) + 2)]
         weights = np.array(
-            [scale * _cubic(scale * (center - j)) if scale < 1 else _cubic(center - j) for j in taps]
+            [
+                scale * _cubic(scale * (center - j)) if scale < 1 else _cubic(center - j)
+                for j in taps
+            ]
         )
         weights /= weights.sum()
         for weight, j in zip(weights, taps):
@@ -167,6 +183,7 @@ def matlab_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def y_psnr(prediction: np.ndarray, target: np.ndarray) -> float:
     """BT.601 studio-range Y PSNR of 8-bit-quantised (H, W, 3) images in [0, 1]."""
+
     def y(image):
         image = np.round(np.clip(image, 0, 1) * 255) / 255
         return 16 + image @ np.array([65.481, 128.553, 24.966])
@@ -190,7 +207,9 @@ def reference_bicubic_blend_psnr(frames: np.ndarray, scale: float) -> list[float
     values = []
     for j in range(count):
         if j > last_even or j % 2 == 0:
-            prediction = up(j)  # an input (the tail of an even-length sequence is an input of the shifted window)
+            prediction = up(
+                j
+            )  # an input (the tail of an even-length sequence is an input of the shifted window)
         else:
             prediction = 0.5 * up(j - 1) + 0.5 * up(j + 1)
         values.append(y_psnr(prediction, hr[j]))
@@ -202,7 +221,10 @@ def textured_frames(count: int, height: int, width: int, seed: int) -> np.ndarra
     rng = np.random.default_rng(seed)
     coarse = rng.random((height // 4 + 2, (width + count) // 4 + 2, 3))
     texture = np.kron(coarse, np.ones((4, 4, 1)))
-    frames = [texture[:height, i : i + width] + 0.05 * rng.random((height, width, 3)) for i in range(count)]
+    frames = [
+        texture[:height, i : i + width] + 0.05 * rng.random((height, width, 3))
+        for i in range(count)
+    ]
     return np.round(np.clip(np.stack(frames), 0, 1) * 255).astype(np.uint8)
 
 
@@ -224,9 +246,13 @@ def vid4_like_root(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("scale", [4, 2.5])
 def test_bicubic_blend_matches_an_independent_numpy_computation(vid4_like_root, scale):
     source = open_source("vid4", vid4_like_root)
-    result = evaluate(BicubicBlend(), source, make_protocol("vid4", space_scale=scale, time_scale=2))
+    result = evaluate(
+        BicubicBlend(), source, make_protocol("vid4", space_scale=scale, time_scale=2)
+    )
     for name in ("calendar", "city"):
-        frames = np.stack([np.asarray(Image.open(p)) for p in sorted((vid4_like_root / name).glob("*.png"))])
+        frames = np.stack(
+            [np.asarray(Image.open(p)) for p in sorted((vid4_like_root / name).glob("*.png"))]
+        )
         expected = reference_bicubic_blend_psnr(frames, scale)
         got = {f.index: f.metrics["psnr_y"] for f in result.frames if f.sequence == name}
         assert sorted(got) == list(range(len(frames)))
@@ -236,12 +262,23 @@ def test_bicubic_blend_matches_an_independent_numpy_computation(vid4_like_root, 
 def test_gopro_and_vimeo_protocols_run_end_to_end(tmp_path, tiny_vimeo_root):
     write_sequence(tmp_path / "gopro" / "GOPR0001", textured_frames(17, 24, 32, 2))
     source = open_source("gopro", tmp_path / "gopro")
-    center = evaluate(BicubicBlend(), source, make_protocol("gopro", time_scale=8, selection="center"))
-    assert [(f.index, f.window) for f in center.frames] == [(0, 0), (4, 0), (8, 0), (8, 1), (12, 1), (16, 1)]
+    center = evaluate(
+        BicubicBlend(), source, make_protocol("gopro", time_scale=8, selection="center")
+    )
+    assert [(f.index, f.window) for f in center.frames] == [
+        (0, 0),
+        (4, 0),
+        (8, 0),
+        (8, 1),
+        (12, 1),
+        (16, 1),
+    ]
     # inputs are reproduced up to the LR round trip, middle frames are a blend: worse
     psnr = [f.metrics["psnr_y"] for f in center.frames]
     assert psnr[1] < psnr[0] and psnr[4] < psnr[5]
-    average = evaluate(BicubicBlend(), source, make_protocol("gopro", time_scale=8, selection="average"))
+    average = evaluate(
+        BicubicBlend(), source, make_protocol("gopro", time_scale=8, selection="average")
+    )
     assert [f.index for f in average.frames] == list(range(9)) + list(range(8, 17))
 
     vimeo = open_source("vimeo_t", tiny_vimeo_root)
@@ -253,10 +290,17 @@ def test_gopro_and_vimeo_protocols_run_end_to_end(tmp_path, tiny_vimeo_root):
 def test_saved_frames_video_and_comparisons(tmp_path, vid4_like_root):
     source = open_source("vid4", vid4_like_root, sequences=["city"])
     evaluate(
-        BicubicBlend(), source, make_protocol("vid4", space_scale=4), output_dir=tmp_path,
-        save_frames=True, save_video=True, save_comparisons=True,
+        BicubicBlend(),
+        source,
+        make_protocol("vid4", space_scale=4),
+        output_dir=tmp_path,
+        save_frames=True,
+        save_video=True,
+        save_comparisons=True,
     )
-    assert sorted(p.name for p in (tmp_path / "frames" / "city").iterdir()) == [f"{i:08d}.png" for i in range(8)]
+    assert sorted(p.name for p in (tmp_path / "frames" / "city").iterdir()) == [
+        f"{i:08d}.png" for i in range(8)
+    ]
     from stno.data import probe_video
 
     assert probe_video(tmp_path / "videos" / "city.mp4")[0] == 8
@@ -295,22 +339,45 @@ def test_stno_eval_with_a_tiny_checkpoint_writes_the_schema(tmp_path, vid4_like_
     ckpt = tiny_checkpoint(tmp_path / "tiny.ckpt")
     out = tmp_path / "eval"
     completed = subprocess.run(
-        [sys.executable, "-m", "stno.cli.eval", f"ckpt_path={ckpt}", "benchmark=vid4",
-         f"benchmark.root={vid4_like_root}", f"output_dir={out}", "progress=false", "device=cpu",
-         "max_queries=1500", "crop_border=2"],
-        capture_output=True, text=True, timeout=300, env=SUBPROCESS_ENV,
+        [
+            sys.executable,
+            "-m",
+            "stno.cli.eval",
+            f"ckpt_path={ckpt}",
+            "benchmark=vid4",
+            f"benchmark.root={vid4_like_root}",
+            f"output_dir={out}",
+            "progress=false",
+            "device=cpu",
+            "max_queries=1500",
+            "crop_border=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=SUBPROCESS_ENV,
     )
     assert completed.returncode == 0, completed.stderr
     document = json.loads((out / "metrics.json").read_text())
     assert document["model"] == "stno_tiny" and document["checkpoint"] == str(ckpt)
     protocol = document["protocol"]
-    assert (protocol["benchmark"], protocol["space_scale"], protocol["time_scale"], protocol["crop_border"]) == ("vid4", 4.0, 2, 2)
+    assert (
+        protocol["benchmark"],
+        protocol["space_scale"],
+        protocol["time_scale"],
+        protocol["crop_border"],
+    ) == ("vid4", 4.0, 2, 2)
     assert protocol["mode"] == "window" and protocol["num_inputs"] == 4
     assert "sequences" in document["average_definition"]
     assert set(document["sequences"]) == {"calendar", "city"}
     assert [s["frames"] for s in document["sequences"].values()] == [9, 8]
     assert len(document["frames"]) == 17
-    for values in [document["average"], document["average_over_frames"], *document["sequences"].values(), *document["frames"]]:
+    for values in [
+        document["average"],
+        document["average_over_frames"],
+        *document["sequences"].values(),
+        *document["frames"],
+    ]:
         assert all(math.isfinite(values[key]) for key in METRICS)
     assert document["average"]["psnr_y"] == pytest.approx(
         np.mean([s["psnr_y"] for s in document["sequences"].values()])
@@ -332,16 +399,28 @@ def run_eval_expecting_error(overrides, capsys) -> str:
 
 
 def test_stno_eval_bad_input_gives_one_line(tmp_path, vid4_like_root, capsys):
-    common = [f"benchmark.root={vid4_like_root}", f"output_dir={tmp_path / 'out'}", "progress=false"]
-    assert "checkpoint not found" in run_eval_expecting_error([f"ckpt_path={tmp_path / 'no.ckpt'}", *common], capsys)
+    common = [
+        f"benchmark.root={vid4_like_root}",
+        f"output_dir={tmp_path / 'out'}",
+        "progress=false",
+    ]
+    assert "checkpoint not found" in run_eval_expecting_error(
+        [f"ckpt_path={tmp_path / 'no.ckpt'}", *common], capsys
+    )
     assert "ckpt_path= is required" in run_eval_expecting_error(common, capsys)
     ckpt = tiny_checkpoint(tmp_path / "tiny.ckpt")
     error = run_eval_expecting_error([f"ckpt_path={ckpt}", "model=stno_base", *common], capsys)
     assert "stno_base" in error and "stno_tiny" in error
     error = run_eval_expecting_error(["model=bicubic_blend", "space_scale=0", *common], capsys)
     assert "space_scale" in error
-    error = run_eval_expecting_error(["model=bicubic_blend", f"benchmark.root={tmp_path / 'missing'}",
-                                      f"output_dir={tmp_path / 'out'}"], capsys)
+    error = run_eval_expecting_error(
+        [
+            "model=bicubic_blend",
+            f"benchmark.root={tmp_path / 'missing'}",
+            f"output_dir={tmp_path / 'out'}",
+        ],
+        capsys,
+    )
     assert "not found" in error
     assert not (tmp_path / "out" / "metrics.json").exists()
 
@@ -349,8 +428,17 @@ def test_stno_eval_bad_input_gives_one_line(tmp_path, vid4_like_root, capsys):
 def test_stno_eval_baseline_in_process(tmp_path, vid4_like_root, capsys):
     from stno.cli.eval import evaluate_from_config
 
-    cfg = compose_eval(["model=bicubic_blend", "benchmark=video", f"benchmark.root={vid4_like_root / 'calendar'}",
-                        f"output_dir={tmp_path}", "progress=false", "time_scale=4", "space_scale=2"])
+    cfg = compose_eval(
+        [
+            "model=bicubic_blend",
+            "benchmark=video",
+            f"benchmark.root={vid4_like_root / 'calendar'}",
+            f"output_dir={tmp_path}",
+            "progress=false",
+            "time_scale=4",
+            "space_scale=2",
+        ]
+    )
     document = evaluate_from_config(cfg)
     assert document["model"] == "bicubic_blend" and document["checkpoint"] is None
     assert document["protocol"]["times"] == [0.25, 0.5, 0.75]
@@ -362,16 +450,38 @@ def test_stno_eval_baseline_in_process(tmp_path, vid4_like_root, capsys):
 def test_stno_eval_on_a_real_stno_train_checkpoint(tmp_path, vid4_like_root):
     """A short real `stno-train` run, then `stno-eval` on its last.ckpt (subprocesses)."""
     run_dir = tmp_path / "train"
-    env_overrides = ["model=stno_tiny", "debug=limit", "logger=csv", f"hydra.run.dir={run_dir}", "trainer.accelerator=cpu"]
-    train = subprocess.run([sys.executable, "-m", "stno.cli.train", *env_overrides],
-                           capture_output=True, text=True, timeout=900, env=SUBPROCESS_ENV)
+    env_overrides = [
+        "model=stno_tiny",
+        "debug=limit",
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+        "trainer.accelerator=cpu",
+    ]
+    train = subprocess.run(
+        [sys.executable, "-m", "stno.cli.train", *env_overrides],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=SUBPROCESS_ENV,
+    )
     assert train.returncode == 0, train.stderr[-3000:]
     (ckpt,) = list(run_dir.rglob("last.ckpt"))[:1]
     out = tmp_path / "eval"
     completed = subprocess.run(
-        [sys.executable, "-m", "stno.cli.eval", f"ckpt_path={ckpt}", "model=stno_tiny",
-         f"benchmark.root={vid4_like_root}", f"output_dir={out}", "progress=false"],
-        capture_output=True, text=True, timeout=300, env=SUBPROCESS_ENV,
+        [
+            sys.executable,
+            "-m",
+            "stno.cli.eval",
+            f"ckpt_path={ckpt}",
+            "model=stno_tiny",
+            f"benchmark.root={vid4_like_root}",
+            f"output_dir={out}",
+            "progress=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=SUBPROCESS_ENV,
     )
     assert completed.returncode == 0, completed.stderr
     document = json.loads((out / "metrics.json").read_text())

@@ -28,13 +28,8 @@ from stno.nn import STNO, BicubicBlend
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is faster, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny tensors: one torch thread is faster, and much faster on a busy machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("window, context", [(2, 0), (4, 1), (6, 1), (7, 2), (9, 3)])
@@ -92,7 +87,9 @@ def frame_folder(tmp_path_factory) -> Path:
 
 
 def read_folder(folder: Path) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(np.array(Image.open(p))) for p in sorted(folder.iterdir())])
+    return torch.stack(
+        [torch.from_numpy(np.array(Image.open(p))) for p in sorted(folder.iterdir())]
+    )
 
 
 def tiny_net() -> STNO:
@@ -110,9 +107,21 @@ def test_stno_infer_writes_the_right_video(short_video, tmp_path):
     """The real console entry point, in a subprocess, on a short real clip."""
     output = tmp_path / "out.mp4"
     completed = subprocess.run(
-        [sys.executable, "-m", "stno.cli.infer", f"input={short_video}", f"output={output}",
-         "model=bicubic_blend", "space_scale=2", "time_scale=3", "device=cpu"],
-        capture_output=True, text=True, timeout=300, env=SUBPROCESS_ENV,
+        [
+            sys.executable,
+            "-m",
+            "stno.cli.infer",
+            f"input={short_video}",
+            f"output={output}",
+            "model=bicubic_blend",
+            "space_scale=2",
+            "time_scale=3",
+            "device=cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=SUBPROCESS_ENV,
     )
     assert completed.returncode == 0, completed.stderr
     assert probe_video(output) == ((5 - 1) * 3 + 1, 75.0, (72, 128))
@@ -122,9 +131,21 @@ def test_stno_infer_writes_the_right_video(short_video, tmp_path):
 
 
 def test_windowed_baseline_equals_one_pass_over_the_whole_clip(frame_folder, tmp_path):
-    summary = upscale_video(BicubicBlend(), frame_folder, tmp_path / "out", space_scale=2.5, time_scale=2,
-                            window=3, context=0, progress=False)
-    assert summary["output_frames"] == 13 and summary["output_size"] == [30, 40] and summary["output_fps"] == 50
+    summary = upscale_video(
+        BicubicBlend(),
+        frame_folder,
+        tmp_path / "out",
+        space_scale=2.5,
+        time_scale=2,
+        window=3,
+        context=0,
+        progress=False,
+    )
+    assert (
+        summary["output_frames"] == 13
+        and summary["output_size"] == [30, 40]
+        and summary["output_fps"] == 50
+    )
     frames = read_folder(frame_folder).permute(0, 3, 1, 2).float() / 255
     expected = BicubicBlend()(frames[None], [0.5], (30, 40))[0]
     expected = torch.round(expected * 255).to(torch.uint8).permute(0, 2, 3, 1)
@@ -138,14 +159,28 @@ def test_chunked_and_unchunked_outputs_are_equal(frame_folder, tmp_path):
     upscale_video(net, frame_folder, tmp_path / "chunked", max_queries=300, **kwargs)
     whole, chunked = read_folder(tmp_path / "whole"), read_folder(tmp_path / "chunked")
     assert whole.shape == (13, 24, 32, 3)
-    assert (whole.int() - chunked.int()).abs().max() <= 1  # float summation order may flip a rounding
+    assert (
+        whole.int() - chunked.int()
+    ).abs().max() <= 1  # float summation order may flip a rounding
     assert (whole != chunked).float().mean() < 1e-3
     # a window holding the whole clip is one network call
-    upscale_video(net, frame_folder, tmp_path / "one", window=7, context=1, space_scale=2, time_scale=2,
-                  progress=False)
+    upscale_video(
+        net,
+        frame_folder,
+        tmp_path / "one",
+        window=7,
+        context=1,
+        space_scale=2,
+        time_scale=2,
+        progress=False,
+    )
     frames = read_folder(frame_folder).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
-        expected = torch.round(net(frames[None], [0.5], (24, 32))[0] * 255).to(torch.uint8).permute(0, 2, 3, 1)
+        expected = (
+            torch.round(net(frames[None], [0.5], (24, 32))[0] * 255)
+            .to(torch.uint8)
+            .permute(0, 2, 3, 1)
+        )
     assert (read_folder(tmp_path / "one").int() - expected.int()).abs().max() <= 1
 
 
@@ -166,7 +201,9 @@ class FailingNet(torch.nn.Module):
 @pytest.mark.parametrize("output_name", ["out.mp4", "out_frames"])
 def test_a_failure_midway_leaves_no_output(frame_folder, tmp_path, output_name):
     with pytest.raises(RuntimeError, match="simulated"):
-        upscale_video(FailingNet(), frame_folder, tmp_path / output_name, window=3, context=0, progress=False)
+        upscale_video(
+            FailingNet(), frame_folder, tmp_path / output_name, window=3, context=0, progress=False
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -194,27 +231,44 @@ def test_bad_input_gives_one_clear_error_and_no_output(short_video, frame_folder
     output = f"output={out_dir / 'result.mp4'}"
     baseline = "model=bicubic_blend"
     assert "checkpoint not found" in run_infer_expecting_error(
-        [f"input={short_video}", output, f"ckpt_path={tmp_path / 'missing.ckpt'}"], capsys)
+        [f"input={short_video}", output, f"ckpt_path={tmp_path / 'missing.ckpt'}"], capsys
+    )
     tiny = save_network_checkpoint(tiny_net(), tmp_path / "tiny.ckpt", preset="stno_tiny")
-    error = run_infer_expecting_error([f"input={short_video}", output, f"ckpt_path={tiny}", "model=stno_base"], capsys)
+    error = run_infer_expecting_error(
+        [f"input={short_video}", output, f"ckpt_path={tiny}", "model=stno_base"], capsys
+    )
     assert "stno_base" in error and "stno_tiny" in error
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(bytes(range(256)) * 40)
-    assert "corrupt.mp4" in run_infer_expecting_error([f"input={corrupt}", output, baseline], capsys)
+    assert "corrupt.mp4" in run_infer_expecting_error(
+        [f"input={corrupt}", output, baseline], capsys
+    )
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     assert "empty.mp4" in run_infer_expecting_error([f"input={empty}", output, baseline], capsys)
     single = tmp_path / "single"
     write_png_frames(torch.rand(1, 3, 8, 8), single)
-    assert "at least 2 frames" in run_infer_expecting_error([f"input={single}", output, baseline], capsys)
+    assert "at least 2 frames" in run_infer_expecting_error(
+        [f"input={single}", output, baseline], capsys
+    )
     for scale in (0, -2):
-        error = run_infer_expecting_error([f"input={short_video}", output, baseline, f"space_scale={scale}"], capsys)
+        error = run_infer_expecting_error(
+            [f"input={short_video}", output, baseline, f"space_scale={scale}"], capsys
+        )
         assert "space_scale" in error
-    assert "time_scale" in run_infer_expecting_error([f"input={short_video}", output, baseline, "time_scale=0"], capsys)
-    assert "input not found" in run_infer_expecting_error([f"input={tmp_path / 'nope.mp4'}", output, baseline], capsys)
+    assert "time_scale" in run_infer_expecting_error(
+        [f"input={short_video}", output, baseline, "time_scale=0"], capsys
+    )
+    assert "input not found" in run_infer_expecting_error(
+        [f"input={tmp_path / 'nope.mp4'}", output, baseline], capsys
+    )
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    error = run_infer_expecting_error([f"input={short_video}", f"output={blocker / 'out.mp4'}", baseline], capsys)
+    error = run_infer_expecting_error(
+        [f"input={short_video}", f"output={blocker / 'out.mp4'}", baseline], capsys
+    )
     assert "cannot write" in error
-    assert "unknown kind" in run_infer_expecting_error([f"input={short_video}", f"output={out_dir / 'x.txt'}", baseline], capsys)
+    assert "unknown kind" in run_infer_expecting_error(
+        [f"input={short_video}", f"output={out_dir / 'x.txt'}", baseline], capsys
+    )
     assert list(out_dir.iterdir()) == []
