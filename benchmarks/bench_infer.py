@@ -62,15 +62,22 @@ def run_case(spec: dict) -> dict:
         frames = read_video_frames(sample_video_path(), count=spec["frames"]).float() / 255
         with VideoWriter(clip, fps=25) as writer:
             writer.write(imresize(frames, out_size=(spec["in_h"], spec["in_w"])).clamp(0, 1))
-    config = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / f"{spec['preset']}.yaml").net)
+    config = OmegaConf.to_container(
+        OmegaConf.load(config_dir() / "model" / f"{spec['preset']}.yaml").net
+    )
     config.pop("_target_")
     torch.manual_seed(0)
     net = STNO(**config).eval()
     rss_before = max_rss_mib()
     started = time.perf_counter()
     summary = upscale_video(
-        net, clip, work / f"out_{os.getpid()}.mp4", out_size=spec["out_size"], time_scale=spec["time_scale"],
-        max_queries=spec["max_queries"], progress=False,
+        net,
+        clip,
+        work / f"out_{os.getpid()}.mp4",
+        out_size=spec["out_size"],
+        time_scale=spec["time_scale"],
+        max_queries=spec["max_queries"],
+        progress=False,
     )
     seconds = time.perf_counter() - started
     return {
@@ -101,19 +108,34 @@ def main() -> None:
         f"(load average {load} at start), random weights, mp4 output"
     )
     print()
-    print("| case | input frames | output frames | s / output frame | peak RSS (MiB) | RSS before run (MiB) |")
+    print(
+        "| case | input frames | output frames | s / output frame | peak RSS (MiB) | RSS before run (MiB) |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as work:
         for name, preset, frames, (in_h, in_w), out_size, time_scale, max_queries in CASES:
             if (args.only and args.only not in name) or (args.name and args.name != name):
                 continue
-            spec = dict(work=work, preset=preset, frames=frames, in_h=in_h, in_w=in_w, out_size=list(out_size),
-                        time_scale=time_scale, max_queries=max_queries)
+            spec = dict(
+                work=work,
+                preset=preset,
+                frames=frames,
+                in_h=in_h,
+                in_w=in_w,
+                out_size=list(out_size),
+                time_scale=time_scale,
+                max_queries=max_queries,
+            )
             completed = subprocess.run(
-                [sys.executable, __file__, "--case", json.dumps(spec)], capture_output=True, text=True
+                [sys.executable, __file__, "--case", json.dumps(spec)],
+                capture_output=True,
+                text=True,
             )
             if completed.returncode != 0:
-                print(f"| {name} | failed: {completed.stderr.strip().splitlines()[-1]} | | | | |", flush=True)
+                print(
+                    f"| {name} | failed: {completed.stderr.strip().splitlines()[-1]} | | | | |",
+                    flush=True,
+                )
                 continue
             result = json.loads(completed.stdout.strip().splitlines()[-1])
             print(

@@ -115,7 +115,10 @@ def stream_windows(
             last = first + window - 1
             own_to, is_last = last - context, False
         held = {index: frame for index, frame in buffer}
-        yield InferenceWindow(first, last, own_from, own_to, is_last), [held[i] for i in range(first, last + 1)]
+        yield (
+            InferenceWindow(first, last, own_from, own_to, is_last),
+            [held[i] for i in range(first, last + 1)],
+        )
         if is_last:
             return
         own_from = own_to
@@ -138,7 +141,9 @@ class FrameReader:
 
         self.path = Path(path).expanduser()
         if not self.path.exists():
-            raise DataNotFoundError(f"input not found: {self.path} (give a video file or a folder of frames)")
+            raise DataNotFoundError(
+                f"input not found: {self.path} (give a video file or a folder of frames)"
+            )
         if self.path.is_dir():
             source = FrameFolderSource(self.path)
             if len(source.sequences) != 1:
@@ -152,7 +157,9 @@ class FrameReader:
             self.size = (int(first.shape[-2]), int(first.shape[-1]))
         else:
             if self.path.suffix.lower() in IMAGE_EXTENSIONS:
-                raise DataError(f"{self.path} is a single image; give a video or a folder of frames")
+                raise DataError(
+                    f"{self.path} is a single image; give a video or a folder of frames"
+                )
             self._source = None
             self.num_frames, video_fps, self.size = probe_video(self.path)
             self.fps = float(fps) if fps else video_fps
@@ -177,7 +184,11 @@ class FrameReader:
             stream.thread_type = "AUTO"
             try:
                 for frame in container.decode(stream):
-                    yield torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).contiguous()
+                    yield (
+                        torch.from_numpy(frame.to_ndarray(format="rgb24"))
+                        .permute(2, 0, 1)
+                        .contiguous()
+                    )
             except av.error.FFmpegError as error:
                 raise DataError(f"corrupt video {self.path}: {error}") from error
         finally:
@@ -274,7 +285,9 @@ def _check_output(output: Path, input_path: Path) -> str:
         )
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
-        raise ValueError(f"cannot write {output}: folder {parent} does not exist or is not a folder")
+        raise ValueError(
+            f"cannot write {output}: folder {parent} does not exist or is not a folder"
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {output}: folder {parent} is not writable")
     return kind
@@ -335,7 +348,12 @@ def upscale_video(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=(reader.num_frames - 1) * time_scale + 1, unit="frame", desc="stno-infer", dynamic_ncols=True)
+        bar = tqdm(
+            total=(reader.num_frames - 1) * time_scale + 1,
+            unit="frame",
+            desc="stno-infer",
+            dynamic_ncols=True,
+        )
     sink = _VideoSink(output_path, out_fps) if kind == "video" else _FolderSink(output_path)
     written = 0
     input_count = 0
@@ -344,8 +362,12 @@ def upscale_video(
         for plan, frames in stream_windows(iter(reader), window, context):
             clip = torch.stack(frames).float().div_(255.0)
             if tuple(clip.shape[-2:]) != (height, width):
-                raise DataError(f"frame size changes inside {input_path}: {tuple(clip.shape[-2:])} vs {height}x{width}")
-            out = net(clip.unsqueeze(0).to(device), times, (out_h, out_w), max_queries=max_queries)[0]
+                raise DataError(
+                    f"frame size changes inside {input_path}: {tuple(clip.shape[-2:])} vs {height}x{width}"
+                )
+            out = net(clip.unsqueeze(0).to(device), times, (out_h, out_w), max_queries=max_queries)[
+                0
+            ]
             begin = (plan.own_from - plan.first) * time_scale
             end = (plan.own_to - plan.first) * time_scale + (1 if plan.is_last else 0)
             emitted = out[begin:end].float().cpu()

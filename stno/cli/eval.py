@@ -81,7 +81,9 @@ def evaluate_from_config(cfg: DictConfig) -> dict[str, Any]:
     )
     device = resolve_device(cfg.device)
     set_threads(cfg.get("num_threads"))
-    net, info = network_for(model_preset(cfg), cfg.ckpt_path, device=device, use_ema=bool(cfg.use_ema))
+    net, info = network_for(
+        model_preset(cfg), cfg.ckpt_path, device=device, use_ema=bool(cfg.use_ema)
+    )
     model_name = info["preset"] or info["net_config"]["_target_"]
     output_dir = Path(cfg.output_dir) if cfg.output_dir else _default_output_dir(name)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +129,9 @@ def evaluate_from_config(cfg: DictConfig) -> dict[str, Any]:
             "max_queries": cfg.max_queries,
             "device": str(device),
             "seconds": round(result.seconds, 3),
-            "network_seconds_per_output_frame": round(result.network_seconds / max(result.output_frames, 1), 4),
+            "network_seconds_per_output_frame": round(
+                result.network_seconds / max(result.output_frames, 1), 4
+            ),
         },
     )
     write_reports(document, output_dir)
@@ -146,7 +150,9 @@ def run(cfg: DictConfig) -> float | None:
 
 
 def main() -> Any:
-    hydra_main = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")(run)
+    hydra_main = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")(
+        run
+    )
     return hydra_main()
 
 

@@ -28,7 +28,9 @@ def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
 
     device = resolve_device(cfg.device)
     set_threads(cfg.get("num_threads"))
-    net, info = network_for(model_preset(cfg), cfg.ckpt_path, device=device, use_ema=bool(cfg.use_ema))
+    net, info = network_for(
+        model_preset(cfg), cfg.ckpt_path, device=device, use_ema=bool(cfg.use_ema)
+    )
     model_name = info["preset"] or info["net_config"]["_target_"]
     summary = upscale_video(
         net,
@@ -63,7 +65,9 @@ def run(cfg: DictConfig) -> None:
 
 
 def main() -> Any:
-    hydra_main = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="infer")(run)
+    hydra_main = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="infer")(
+        run
+    )
     return hydra_main()
 
 

@@ -76,7 +76,9 @@ def make_protocol(
     stamps = timestamps(time_scale, times)
     step = frame_step(stamps)
     if step < 2:
-        raise ValueError("time_scale must be an integer >= 2 for benchmarks (ground truth between inputs)")
+        raise ValueError(
+            "time_scale must be an integer >= 2 for benchmarks (ground truth between inputs)"
+        )
     settings: dict[str, Any] = {
         "benchmark": benchmark,
         "family": family,
@@ -86,7 +88,9 @@ def make_protocol(
         "degradation": "MATLAB bicubic downscaling of HR cropped to round(floor(H/s)*s), LR quantised to 8 bits",
     }
     if family == "vid4":
-        settings.update(mode=mode, num_inputs=num_inputs, inputs="every time_scale-th frame from frame 0")
+        settings.update(
+            mode=mode, num_inputs=num_inputs, inputs="every time_scale-th frame from frame 0"
+        )
 
         def windows(num_frames: int) -> list[Window]:
             return vid4_windows(num_frames, num_inputs=num_inputs, mode=mode, time_scale=step)

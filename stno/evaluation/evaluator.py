@@ -37,7 +37,12 @@ class FrameScore:
     metrics: dict[str, float]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sequence": self.sequence, "index": self.index, "window": self.window, **self.metrics}
+        return {
+            "sequence": self.sequence,
+            "index": self.index,
+            "window": self.window,
+            **self.metrics,
+        }
 
 
 @dataclass
@@ -194,5 +199,3 @@ def evaluate(
 def _write_indexed(frames: torch.Tensor, indices: Iterable[int], folder: Path) -> None:
     for frame, index in zip(frames, indices):
         write_png_frames(frame.unsqueeze(0), folder, name_format=f"{index:08d}.png")
-
-

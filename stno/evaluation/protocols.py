@@ -80,8 +80,12 @@ def timestamps(time_scale: int | None = None, times: Sequence[float] | None = No
     """
     if times is not None and len(times) > 0:
         values = [float(t) for t in times]
-        if any(not 0.0 < t < 1.0 for t in values) or any(b <= a for a, b in zip(values, values[1:])):
-            raise ValueError(f"times must be strictly increasing values in (0, 1), got {list(times)}")
+        if any(not 0.0 < t < 1.0 for t in values) or any(
+            b <= a for a, b in zip(values, values[1:])
+        ):
+            raise ValueError(
+                f"times must be strictly increasing values in (0, 1), got {list(times)}"
+            )
         return values
     if time_scale is None:
         raise ValueError("give time_scale (an integer >= 2) or times")
@@ -194,7 +198,9 @@ def gopro_windows(
     for start in range(0, num_frames - span, stride):
         frames = range(start, start + span + 1)
         if selection == "center":
-            scored = (start, start + span // 2, start + span) if span % 2 == 0 else (start, start + span)
+            scored = (
+                (start, start + span // 2, start + span) if span % 2 == 0 else (start, start + span)
+            )
         else:
             scored = tuple(frames)
         windows.append(Window((start, start + span), tuple(scored)))

@@ -45,7 +45,10 @@ def aggregate(frames: Sequence[dict[str, Any]]) -> tuple[dict, dict, dict]:
     for frame in frames:
         grouped.setdefault(frame["sequence"], []).append(frame)
     sequences = {
-        name: {**{key: _mean([f[key] for f in items]) for key in METRIC_NAMES}, "frames": len(items)}
+        name: {
+            **{key: _mean([f[key] for f in items]) for key in METRIC_NAMES},
+            "frames": len(items),
+        }
         for name, items in grouped.items()
     }
     average = {key: _mean([s[key] for s in sequences.values()]) for key in METRIC_NAMES}
@@ -123,7 +126,9 @@ def markdown_table(document: dict[str, Any]) -> str:
     sequences = document["sequences"]
     for number, (name, values) in enumerate(sequences.items()):
         if number == MAX_TABLE_ROWS:
-            lines.append(f"| ... {len(sequences) - MAX_TABLE_ROWS} more (see metrics.json) | | | | | |")
+            lines.append(
+                f"| ... {len(sequences) - MAX_TABLE_ROWS} more (see metrics.json) | | | | | |"
+            )
             break
         lines.append(row(name, values))
     lines.append(row("**average** (of sequences)", document["average"]))
@@ -147,6 +152,8 @@ def write_reports(document: dict[str, Any], output_dir: str | os.PathLike) -> tu
     output_dir.mkdir(parents=True, exist_ok=True)
     json_path = output_dir / "metrics.json"
     md_path = output_dir / "metrics.md"
-    _atomic_write_text(json_path, json.dumps(_json_value(document), indent=1, allow_nan=False) + "\n")
+    _atomic_write_text(
+        json_path, json.dumps(_json_value(document), indent=1, allow_nan=False) + "\n"
+    )
     _atomic_write_text(md_path, markdown_table(document))
     return json_path, md_path
