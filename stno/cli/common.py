@@ -48,7 +48,7 @@ USER_ERROR_TYPES: tuple[type[BaseException], ...] = (
 def _hydra_config_errors() -> tuple[type[BaseException], ...]:
     """Config and setup errors of Hydra, OmegaConf and Lightning (e.g. `trainer=gpu` without a GPU)."""
     from hydra.errors import HydraException
-    from lightning_fabric.utilities.exceptions import MisconfigurationException
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException
     from omegaconf.errors import OmegaConfBaseException
 
     return (HydraException, OmegaConfBaseException, MisconfigurationException)
