@@ -48,8 +48,8 @@ USER_ERROR_TYPES: tuple[type[BaseException], ...] = (
 def _hydra_config_errors() -> tuple[type[BaseException], ...]:
     """Config and setup errors of Hydra, OmegaConf and Lightning (e.g. `trainer=gpu` without a GPU)."""
     from hydra.errors import HydraException
-    from pytorch_lightning.utilities.exceptions import MisconfigurationException
     from omegaconf.errors import OmegaConfBaseException
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
     return (HydraException, OmegaConfBaseException, MisconfigurationException)
 
