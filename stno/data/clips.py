@@ -252,14 +252,7 @@ class FixedScaleClipDataset(Dataset):
         return len(self.windows)
 
     def __getitem__(self, index: int) -> dict:
-        name, start = self.windows[index]
-        frames = self.source.read(name, range(start, start + self.window))
-        generator = self._generator.get() if self.augment else None
-        if self.hr_patch is not None:
-            frames = _random_crop(frames, self.hr_patch, self.hr_patch, generator)
-        hr = frames.float() / 255.0
-        if generator is not None:
-            hr, _ = augment_clip(hr, generator)  # a reversed clip keeps times = [0.5]
+        name, start, hr = _read_window(self, index)  # a reversed clip keeps times = [0.5]
         lr_size = lr_size_for(hr.shape[-2:], self.scale)
         hr = hr[..., : round(lr_size[0] * self.scale), : round(lr_size[1] * self.scale)]
         lr = downscale(hr[::2], lr_size, self.quantize_lr)
@@ -365,16 +358,8 @@ class ContinuousClipDataset(Dataset):
         return len(self.windows)
 
     def __getitem__(self, index: int) -> dict:
-        name, start = self.windows[index]
-        frames = self.source.read(name, range(start, start + self.window))
-        generator = self._generator.get() if self.augment else None
-        if self.hr_patch is not None:
-            frames = _random_crop(frames, self.hr_patch, self.hr_patch, generator)
-        hr = frames.float() / 255.0
-        if generator is not None:
-            hr, _ = augment_clip(
-                hr, generator
-            )  # reversal maps the grid t = i/(window-1) onto itself
+        # reversal maps the grid t = i/(window-1) onto itself
+        name, start, hr = _read_window(self, index)
         return {"hr_window": hr, "name": name, "start": start}
 
 
@@ -455,3 +440,17 @@ class ContinuousCollate:
             "start": [s.get("start") for s in samples],
         }
         return batch
+
+
+def _read_window(dataset, index: int) -> tuple[str, int, torch.Tensor]:
+    """(name, start, HR window (window, 3, H, W) in [0, 1]), randomly cropped and augmented when
+    ``dataset.augment``; shared by the fixed and continuous datasets."""
+    name, start = dataset.windows[index]
+    frames = dataset.source.read(name, range(start, start + dataset.window))
+    generator = dataset._generator.get() if dataset.augment else None
+    if dataset.hr_patch is not None:
+        frames = _random_crop(frames, dataset.hr_patch, dataset.hr_patch, generator)
+    hr = frames.float() / 255.0
+    if generator is not None:
+        hr, _ = augment_clip(hr, generator)
+    return name, start, hr
