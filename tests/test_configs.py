@@ -31,6 +31,8 @@ GROUPS = {
 REQUIRED = {
     ("data", "frames"): ["data.root=/nowhere"],
     ("data", "video"): ["data.root=/nowhere.mp4"],
+    ("data", "videos"): ["data.root=/nowhere"],
+    ("experiment", "release"): ["data.root=/nowhere"],
 }
 
 

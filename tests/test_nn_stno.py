@@ -229,3 +229,49 @@ def test_decoder_equals_its_pixelwise_definition(size):
         want = decoder_reference(decoder, feat, *size)
         for chunk in (None, 10):
             torch.testing.assert_close(decoder(feat, size, max_queries=chunk), want)
+
+
+@pytest.mark.parametrize("size", [(11, 13), (37, 29), (12, 40)])
+def test_sampled_query_decoding_equals_full_decoding_at_those_pixels(size):
+    torch.manual_seed(4)
+    decoder = ContinuousDecoder(in_channels=5, hidden=12).double()
+    feat = torch.randn(3, 5, 7, 9, dtype=torch.float64)
+    H, W = size
+    pixels = torch.stack([torch.randperm(H * W)[:50] for _ in range(3)])
+    with torch.no_grad():
+        full = decoder(feat, size).flatten(2)
+        sampled = decoder(feat, size, pixels=pixels)
+    torch.testing.assert_close(sampled, full.gather(2, pixels.unsqueeze(1).expand(-1, 3, -1)))
+
+
+def test_network_sampled_queries_equal_full_output_at_those_pixels(tiny):
+    torch.manual_seed(5)
+    frames = torch.rand(2, 3, 3, 13, 17)
+    H, W = 41, 50  # x3.15 / x2.94: not integer
+    pixels = torch.randint(H * W, (2, 5, 64))  # (B, O, Q), O = 3 inputs + 2 synthesised
+    tiny.train()  # sampled queries are for training: no clamp
+    try:
+        with torch.no_grad():
+            full = tiny(frames, [0.5], (H, W)).flatten(3)
+            sampled = tiny(frames, [0.5], (H, W), pixels=pixels)
+    finally:
+        tiny.eval()
+    want = full.gather(3, pixels.unsqueeze(2).expand(-1, -1, 3, -1))
+    assert sampled.shape == (2, 5, 3, 64)
+    torch.testing.assert_close(sampled, want, atol=1e-5, rtol=1e-5)
+
+
+def test_training_output_is_not_clamped_so_every_parameter_learns_outside_0_1():
+    torch.manual_seed(6)
+    net = preset("stno_tiny", num_blocks=1).train()
+    with torch.no_grad():  # push every output pixel far above 1
+        net.decoder.project[-1].bias.fill_(3.0)
+    frames = torch.rand(1, 2, 3, 16, 16)
+    out = net(frames, [0.5], (32, 32))
+    assert out.min() > 1.5  # not clamped in training
+    (out - 1).square().mean().backward()
+    dead = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead, f"parameters without gradient: {dead}"
+    net.eval()
+    with torch.no_grad():
+        assert net(frames, [0.5], (32, 32)).max() <= 1  # outputs are clamped in eval mode

@@ -16,6 +16,7 @@ from stno.data.clips import (
     make_lr,
     seed_worker,
 )
+from stno.data.scenes import ShotSource, detect_scene_cuts
 from stno.data.sources import (
     AdobeGoProSource,
     FrameFolderSource,
@@ -47,6 +48,9 @@ def sample_video_path() -> Path:
 
 
 __all__ = [
+    "make_shot_source",
+    "ShotSource",
+    "detect_scene_cuts",
     "AdobeGoProSource",
     "ContinuousClipDataset",
     "ContinuousCollate",
@@ -72,3 +76,10 @@ __all__ = [
     "split_sequences",
     "write_png_frames",
 ]
+
+
+def make_shot_source(path) -> ShotSource | None:
+    """The shots of the videos at ``path`` (a file, folder or list), or None when ``path`` is."""
+    if path is None:
+        return None
+    return ShotSource(VideoFileSource(path))

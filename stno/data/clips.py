@@ -24,6 +24,7 @@ the main process's seeded RNG), or from ``seed`` without workers: runs are repro
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import zlib
@@ -36,6 +37,8 @@ from torch.utils.data import Dataset, get_worker_info
 from stno.data.sources import FrameSource
 from stno.data.video_io import DataError
 from stno.imresize import imresize
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FixedScaleClipDataset",
@@ -184,18 +187,36 @@ def collate_clips(samples: Sequence[dict]) -> dict:
     return batch
 
 
-def _windows(source: FrameSource, length: int, stride: int) -> list[tuple[str, int]]:
-    """All (sequence name, first frame) windows of ``length`` frames, every ``stride`` frames."""
+def _windows(
+    source: FrameSource, length: int, stride: int, per_sequence: int | None = None
+) -> list[tuple[str, int]]:
+    """All (sequence name, first frame) windows of ``length`` frames, every ``stride`` frames;
+    at most ``per_sequence`` of a sequence (evenly spread), so long videos do not dominate.
+
+    Sequences shorter than a window are skipped when others remain (shots of a video split at
+    its scene cuts); if none is long enough, that is an error.
+    """
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
+    if per_sequence is not None and per_sequence < 1:
+        raise ValueError(f"max_windows_per_sequence must be >= 1 or null, got {per_sequence}")
     windows = []
     for name, count in source.sequences:
-        if count < length:
-            raise DataError(
-                f"sequence {name!r} has {count} frames but a clip needs {length} consecutive frames "
-                "(use longer sequences or a smaller window)"
-            )
-        windows.extend((name, start) for start in range(0, count - length + 1, stride))
+        starts = list(range(0, count - length + 1, stride))
+        if per_sequence is not None and len(starts) > per_sequence:
+            step = len(starts) / per_sequence
+            starts = [starts[int(i * step)] for i in range(per_sequence)]
+        windows.extend((name, start) for start in starts)
+    if not windows:
+        name, count = max(source.sequences, key=lambda item: item[1])
+        raise DataError(
+            f"no sequence is long enough for a clip of {length} consecutive frames (the longest, "
+            f"{name!r}, has {count}): use longer videos or a smaller window"
+        )
+    dropped = getattr(source, "windows_dropped", None)
+    if dropped is not None:
+        lost, whole = dropped(length, stride)
+        log.info("%d of %d windows dropped: they span a scene cut", lost, whole)
     return windows
 
 
@@ -307,6 +328,11 @@ class ContinuousClipDataset(Dataset):
         stride: frames between window starts (default 1 when augmenting, else ``window``).
         quantize_lr: round LR to 8-bit levels.
         seed: generator seed without DataLoader workers (default ``torch.initial_seed()``).
+        spans: input spacings to draw from per batch (e.g. ``[2, 4]``: inputs 2 or 4 frames apart,
+            x2 or x4 in time of the source video), placed at a random offset in the window;
+            None: the inputs are the first and last frames of the window.
+        max_windows_per_sequence: keep at most this many windows of a sequence, evenly spread
+            (balances long static videos against short ones); None: all.
     """
 
     def __init__(
@@ -321,6 +347,8 @@ class ContinuousClipDataset(Dataset):
         stride: int | None = None,
         quantize_lr: bool = True,
         seed: int | None = None,
+        spans: Sequence[int] | None = None,
+        max_windows_per_sequence: int | None = None,
     ) -> None:
         if window < 3:
             raise ValueError(f"window must be >= 3 (two inputs and a target between), got {window}")
@@ -337,7 +365,7 @@ class ContinuousClipDataset(Dataset):
         )
         self.augment = augment
         self.stride = stride or (1 if augment else window)
-        self.windows = _windows(source, window, self.stride)
+        self.windows = _windows(source, window, self.stride, max_windows_per_sequence)
         if self.hr_patch is not None:
             _check_frame_size(
                 source, self.hr_patch, f"lr_patch {lr_patch} x max scale {self.scale_range[1]:g}"
@@ -352,6 +380,7 @@ class ContinuousClipDataset(Dataset):
             random_draws=augment,
             quantize_lr=quantize_lr,
             seed=seed,
+            spans=spans,
         )
 
     def __len__(self) -> int:
@@ -376,8 +405,18 @@ class ContinuousCollate:
         random_draws: bool = True,
         quantize_lr: bool = True,
         seed: int | None = None,
+        spans: Sequence[int] | None = None,
     ) -> None:
         self.window = window
+        self.spans = None if spans is None else [int(v) for v in spans]
+        if self.spans is not None and (
+            not self.spans or any(not 2 <= v <= window - 1 for v in self.spans)
+        ):
+            raise ValueError(
+                f"spans must be input spacings in 2..{window - 1} for window {window}, got {spans}"
+            )
+        if self.spans is not None and times is not None:
+            raise ValueError("give either spans (random input spacing) or fixed times, not both")
         self.scale_range = _check_scale_range(scale_range)
         self.num_times = num_times
         self.fixed_indices = None if times is None else self._indices_of(times)
@@ -413,12 +452,17 @@ class ContinuousCollate:
         generator = self._batch_generator(samples)
         low, high = self.scale_range
         scale = low if low == high else _uniform(generator, low, high)
+        span, first = self.window - 1, 0
+        if self.spans is not None:  # inputs `span` frames apart somewhere in the window
+            span = self.spans[_randint(generator, len(self.spans))]
+            first = _randint(generator, self.window - span)
         if self.fixed_indices is not None:
             indices = self.fixed_indices
         else:
-            drawn = torch.randperm(self.window - 2, generator=generator)[: self.num_times] + 1
+            count = min(self.num_times, span - 1)
+            drawn = torch.randperm(span - 1, generator=generator)[:count] + 1
             indices = sorted(drawn.tolist())
-        frame_order = [0, *indices, self.window - 1]
+        frame_order = [first + i for i in (0, *indices, span)]
         lrs, hrs = [], []
         for sample in samples:
             hr = sample["hr_window"][frame_order]
@@ -434,7 +478,7 @@ class ContinuousCollate:
         batch = {
             "lr": torch.stack(lrs),
             "hr": torch.stack(hrs),
-            "times": torch.tensor([i / (self.window - 1) for i in indices]),
+            "times": torch.tensor([i / span for i in indices]),
             "scale": float(scale),
             "name": [s.get("name") for s in samples],
             "start": [s.get("start") for s in samples],

@@ -28,7 +28,7 @@ class ClipDataModule(pl.LightningDataModule):
 
     Args:
         source: frame source of the training clips (`stno.data.FrameFolderSource`, ...).
-        root: the dataset folder the configs build their sources from (kept for reference).
+        root, val_root, exclude: what the configs build their sources from (kept for reference).
         train_dataset: factory `train_dataset(source=...)` (a Hydra `_partial_` of
             `FixedScaleClipDataset` / `ContinuousClipDataset`), or a ready dataset; None when
             only validating.
@@ -55,6 +55,8 @@ class ClipDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         seed: int = 0,
+        val_root: Any = None,
+        exclude: Any = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or val_batch_size < 1:
@@ -63,6 +65,8 @@ class ClipDataModule(pl.LightningDataModule):
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.source = source
         self.root = root
+        self.val_root = val_root
+        self.exclude = exclude
         self.val_source = val_source
         self.val_fraction = val_fraction
         self._train_factory = train_dataset

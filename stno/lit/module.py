@@ -84,6 +84,11 @@ class STNOLitModule(pl.LightningModule):
             loggers that take images (TensorBoard, W&B); W&B also gets the first clip as a video.
         freeze_motion_steps: keep the motion stage (`net.motion`) fixed for the first N optimizer
             steps (fine-tuning: adapt the rest of the network first). 0: never frozen.
+        train_queries: decode only this many random target pixels of every output frame per
+            training step and take the loss on those (LIIF/SRNO practice: the decoder's cost no
+            longer grows with the patch area). None: decode every pixel. The draw is a function
+            of (seed, global step), so a resumed run draws the same pixels.
+        seed: seed of the pixel draws.
     """
 
     def __init__(
@@ -100,6 +105,8 @@ class STNOLitModule(pl.LightningModule):
         val_crop_border: int = 0,
         num_logged_samples: int = 2,
         freeze_motion_steps: int = 0,
+        train_queries: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if scheduler_interval not in ("step", "epoch"):
@@ -108,6 +115,10 @@ class STNOLitModule(pl.LightningModule):
             )
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
+        if train_queries is not None and int(train_queries) < 1:
+            raise ValueError(
+                f"train_queries must be a positive integer or null, got {train_queries}"
+            )
         if int(freeze_motion_steps) < 0:
             raise ValueError(f"freeze_motion_steps must be >= 0, got {freeze_motion_steps}")
         net_config = plain_container(net)
@@ -124,6 +135,8 @@ class STNOLitModule(pl.LightningModule):
                 "val_crop_border": int(val_crop_border),
                 "num_logged_samples": int(num_logged_samples),
                 "freeze_motion_steps": int(freeze_motion_steps),
+                "train_queries": None if train_queries is None else int(train_queries),
+                "seed": int(seed),
             }
         )
         self.net: nn.Module = build_from_config(net_config)
@@ -143,6 +156,7 @@ class STNOLitModule(pl.LightningModule):
         self.val_metrics = nn.ModuleDict({name: MeanMetric() for name in MODEL_METRICS})
         self.val_baseline_metrics = nn.ModuleDict({name: MeanMetric() for name in BASELINE_METRICS})
         self.val_loss = MeanMetric()
+        self._baseline_scores: dict[tuple, dict[str, torch.Tensor]] = {}
         # Global step of the latest finished validation (lets stno-train skip a repeat at the end).
         self.last_validated_step: int | None = None
 
@@ -170,12 +184,32 @@ class STNOLitModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         net = self._compiled_net or self.net
         lr, hr = batch["lr"], batch["hr"]
-        prediction = net(lr, batch["times"].tolist(), tuple(hr.shape[-2:]))
+        times, out_size = batch["times"].tolist(), tuple(hr.shape[-2:])
+        pixels = self._draw_pixels(hr)
+        if pixels is None:
+            prediction = net(lr, times, out_size)
+        else:
+            prediction = net(lr, times, out_size, pixels=pixels)
+            hr = hr.flatten(3).gather(3, pixels.unsqueeze(2).expand(-1, -1, hr.shape[2], -1))
         loss = charbonnier_loss(prediction, hr, self.hparams.loss_eps)
         batch_size = lr.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/scale", float(batch.get("scale", 0.0)), batch_size=batch_size)
         return loss
+
+    def _draw_pixels(self, hr: torch.Tensor) -> torch.Tensor | None:
+        """(B, O, Q) distinct random target pixels per output frame, or None (decode all)."""
+        queries = self.hparams.get("train_queries")
+        b, o, _, height, width = hr.shape
+        if queries is None or queries >= height * width:
+            return None
+        # a function of (seed, rank, step): resume draws the same pixels, DDP ranks differ
+        generator = torch.Generator().manual_seed(
+            hash((self.hparams.get("seed", 0), self.global_rank, self.global_step)) % 2**62
+        )
+        scores = torch.rand(b * o, height * width, generator=generator)
+        pixels = scores.topk(queries, dim=1, sorted=False).indices
+        return pixels.view(b, o, queries).to(hr.device)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self.hparams.freeze_motion_steps:
@@ -227,7 +261,6 @@ class STNOLitModule(pl.LightningModule):
         prediction = self.evaluated_net(
             lr, times, out_size, max_queries=self.hparams.val_max_queries
         )
-        baseline = self._baseline[0](lr, times, out_size)
         batch_size = lr.shape[0]
         self.val_loss.update(
             charbonnier_loss(prediction, hr, self.hparams.loss_eps), weight=batch_size
@@ -238,16 +271,30 @@ class STNOLitModule(pl.LightningModule):
         model_scores = frame_metrics(
             prediction.flatten(0, 1).float().clamp(0, 1), target, crop_border=crop
         )
-        baseline_scores = frame_metrics(
-            baseline.flatten(0, 1).float().clamp(0, 1), target, crop_border=crop
-        )
+        # the baseline's scores on a clip never change: computed at the first validation only
+        key = None
+        if "name" in batch and "start" in batch:
+            key = (tuple(batch["name"]), tuple(batch["start"]), tuple(times), out_size, crop)
+        baseline = None
+        baseline_scores = self._baseline_scores.get(key) if key is not None else None
+        if baseline_scores is None:
+            baseline = self._baseline[0](lr, times, out_size)
+            baseline_scores = frame_metrics(
+                baseline.flatten(0, 1).float().clamp(0, 1), target, crop_border=crop
+            )
+            baseline_scores = {name: baseline_scores[name].float() for name in BASELINE_METRICS}
+            if key is not None:
+                self._baseline_scores[key] = baseline_scores
         for name in MODEL_METRICS:
             self.val_metrics[name].update(model_scores[name].float())
         for name in BASELINE_METRICS:
-            self.val_baseline_metrics[name].update(baseline_scores[name].float())
+            self.val_baseline_metrics[name].update(baseline_scores[name])
 
         if batch_idx == 0 and self.trainer.is_global_zero:
-            self._log_sample_frames(baseline, prediction, hr, num_inputs=lr.shape[1])
+            if baseline is None and any(_image_kind(lg) for lg in self.loggers):
+                baseline = self._baseline[0](lr, times, out_size)
+            if baseline is not None:
+                self._log_sample_frames(baseline, prediction, hr, num_inputs=lr.shape[1])
 
     def on_validation_epoch_end(self) -> None:
         # compute() syncs the running means across DDP ranks; every rank then logs the same value.

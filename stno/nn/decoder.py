@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import GalerkinAttention
-from .geometry import pixel_centers
+from .geometry import full_precision, pixel_centers
 
-__all__ = ["ContinuousDecoder", "TargetGridGalerkinBlock"]
+__all__ = ["ContinuousDecoder", "TargetGridGalerkinBlock", "sample_at_pixels"]
 
 
 class TargetGridGalerkinBlock(nn.Module):
@@ -103,14 +103,20 @@ class ContinuousDecoder(nn.Module):
         feat: torch.Tensor,
         out_size: tuple[int, int],
         max_queries: int | None = None,
+        pixels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """feat: (N, C, h, w); out_size: (H, W); max_queries: target pixels decoded at once over the
-        batch (None: all). Returns (N, 3, H, W), unbounded RGB (the caller adds its skip and clamps)."""
+        batch (None: all). Returns (N, 3, H, W), unbounded RGB (the caller adds its skip and clamps).
+
+        With ``pixels`` (N, Q) flat indices ``y * W + x`` of target pixels, only those are decoded
+        (sampled-query training): returns (N, 3, Q), equal to the full decoding at those pixels.
+        """
         n, c, h, w = feat.shape
         H, W = int(out_size[0]), int(out_size[1])
+        exact = full_precision(feat[:0]).dtype  # coordinates: float32, or float64 in float64 runs
         geometry = (
-            *_axis_neighbours(H, h, feat.device, feat.dtype),
-            *_axis_neighbours(W, w, feat.device, feat.dtype),
+            *_axis_neighbours(H, h, feat.device, exact),
+            *_axis_neighbours(W, w, feat.device, exact),
         )
         cell = torch.tensor(
             [
@@ -118,17 +124,22 @@ class ContinuousDecoder(nn.Module):
                 2 * w / W * max(W / w / self.max_train_scale, 1.0),
             ],
             device=feat.device,
-            dtype=feat.dtype,
+            dtype=exact,
         )
+        if pixels is not None:
+            return self._decode_points(feat, (H, W), geometry, cell, pixels)
         feat_last = feat.permute(0, 2, 3, 1)  # channels last: projections are plain matmuls
+        weight, bias = self._lift_weights()
         group, rows, cols = _tiling(n, H, W, max_queries)
-        frames_out = []
+        out = None
         for f0 in range(0, n, group):
+            part = feat_last[f0 : f0 + group]
             tiles = [(r, cc) for r in range(0, H, rows) for cc in range(0, W, cols)]
 
-            def lifted(tile, part=feat_last[f0 : f0 + group]):
+            def lifted(tile, part=part):
                 r, cc = tile
-                return self._lift(part, geometry, cell, slice(r, r + rows), slice(cc, cc + cols))
+                span = (slice(r, r + rows), slice(cc, cc + cols))
+                return self._lift(part, geometry, cell, weight, bias, *span)
 
             # attention blocks need their statistics over *all* target pixels before any is decoded
             stats = []
@@ -140,55 +151,135 @@ class ContinuousDecoder(nn.Module):
                         x = prev.apply(x, st, H * W)
                     acc = acc + block.statistics(x)
                 stats.append(acc)
-            row_blocks = []
-            for r in range(0, H, rows):
-                row = []
-                for cc in range(0, W, cols):
-                    x = lifted((r, cc))
-                    shape = x.shape[:3]
-                    x = x.flatten(1, 2)
-                    for block, st in zip(self.blocks, stats):
-                        x = block.apply(x, st, H * W)
-                    row.append(self.project(x).unflatten(1, shape[1:]))
-                row_blocks.append(torch.cat(row, dim=2))
-            frames_out.append(torch.cat(row_blocks, dim=1))
-        out = torch.cat(frames_out, dim=0).permute(0, 3, 1, 2)
+            for r, cc in tiles:
+                x = lifted((r, cc))
+                shape = x.shape[:3]
+                x = x.flatten(1, 2)
+                for block, st in zip(self.blocks, stats):
+                    x = block.apply(x, st, H * W)
+                rgb = self._to_rgb(x, lifted_by_first_layer=not self.blocks).unflatten(1, shape[1:])
+                if out is None:  # one output tensor, filled tile by tile: no concatenation copies
+                    out = rgb.new_empty(n, H, W, 3)
+                out[f0 : f0 + group, r : r + rows, cc : cc + cols] = rgb
+        out = out.permute(0, 3, 1, 2)
         short = F.interpolate(
-            self.shortcut(feat), size=(H, W), mode="bilinear", align_corners=False
+            full_precision(self.shortcut(feat)), size=(H, W), mode="bilinear", align_corners=False
         )
         return out.add_(short)  # ``out`` is a fresh tensor: no extra full-size copy
 
-    def _lift(self, feat_last, geometry, cell, rows: slice, cols: slice) -> torch.Tensor:
-        """Lifted local-ensemble input of a tile of target pixels: (g, th, tw, hidden).
+    def _lift_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) of the linear map applied to the local-ensemble input of a pixel.
 
-        The lift is linear in its input ``[rel_k, w_k f_k for the 4 neighbours k, cell]``, so it is
-        evaluated term by term instead of building that (4C + 10)-wide input per target pixel:
-        features are projected on the few LR pixels the tile touches and the projected vectors
-        gathered and weighted; the relative-coordinate terms separate into a row and a column part.
+        Without attention blocks nothing separates the lift from the first layer of the pointwise
+        MLP, so the two linear maps are applied as one (``W1 W_lift``): the hidden-to-hidden
+        product over every target pixel is never computed.
+        """
+        if self.blocks:
+            return self.lift.weight, self.lift.bias
+        first = self.project[0]
+        with torch.autocast(first.weight.device.type, enabled=False):
+            return first.weight @ self.lift.weight, first.weight @ self.lift.bias + first.bias
+
+    def _decode_points(self, feat, out_size, geometry, cell, pixels: torch.Tensor) -> torch.Tensor:
+        """Decode the target pixels ``pixels`` (N, Q) only: (N, 3, Q).
+
+        Builds the local-ensemble input ``[ry_a, rx_b, w_ab f_ab for the 4 neighbours, cell]`` of
+        each sampled pixel explicitly (Q is small in training) and lifts it with one matmul.
+        """
+        if self.blocks:
+            raise ValueError(
+                "sampled-query decoding needs global attention statistics over every target "
+                "pixel; it is not available with decoder attention blocks (set train_queries=null)"
+            )
+        iy, ry, wy, ix, rx, wx = geometry
+        n, c, h, w = feat.shape
+        H, W = out_size
+        ys, xs = pixels.div(W, rounding_mode="floor"), pixels.remainder(W)
+        flat = feat.flatten(2)  # (N, C, h*w)
+        parts = []
+        for a in (0, 1):
+            for b in (0, 1):
+                index = iy[a][ys] * w + ix[b][xs]  # (N, Q) LR pixel of neighbour (a, b)
+                gathered = flat.gather(2, index.unsqueeze(1).expand(-1, c, -1))
+                weighted = gathered * (wy[a][ys] * wx[b][xs]).unsqueeze(1).to(gathered.dtype)
+                parts += [ry[a][ys].unsqueeze(1), rx[b][xs].unsqueeze(1), weighted]
+        parts.append(cell.view(1, 2, 1).expand(n, -1, pixels.shape[1]))
+        lift_input = torch.cat([p.to(feat.dtype) for p in parts], dim=1).transpose(1, 2)
+        out = self._to_rgb(self.lift(lift_input)).transpose(1, 2)  # (N, 3, Q)
+        return out + sample_at_pixels(full_precision(self.shortcut(feat)), out_size, pixels)
+
+    def _to_rgb(self, x: torch.Tensor, lifted_by_first_layer: bool = False) -> torch.Tensor:
+        """Pointwise projection (..., hidden) -> (..., 3); ``lifted_by_first_layer``: ``x`` already
+        went through the MLP's first linear layer (see ``_lift_weights``). The last layer runs in
+        float32, so that a bfloat16 autocast run keeps the image itself at full precision."""
+        hidden = self.project[1](x if lifted_by_first_layer else self.project[0](x))
+        with torch.autocast(x.device.type, enabled=False):
+            return self.project[2](full_precision(hidden))
+
+    def _lift(self, feat_last, geometry, cell, weight, bias, rows: slice, cols: slice):
+        """Lifted local-ensemble input of a tile of target pixels: (g, th, tw, out).
+
+        ``weight`` (out, 4 (C + 2) + 2) and ``bias`` act on ``[rel_k, w_k f_k for the 4 neighbours
+        k, cell]``. The map is linear, so it is evaluated term by term instead of building that
+        input per target pixel, and separably: features are projected on the LR pixels the tile
+        touches, blended along x on the LR rows (gather + lerp at LR-rows x target-columns size),
+        then along y (gather + lerp at target size); the relative-coordinate terms split into a
+        column part, added on the LR rows, and a row part.
         """
         iy, ry, wy, ix, rx, wx = geometry
         c = feat_last.shape[-1]
-        weight = self.lift.weight  # (hidden, 4 (C + 2) + 2): per neighbour [ry, rx, features], cell
         row_idx, col_idx = iy[:, rows], ix[:, cols]
         top, left = int(row_idx.min()), int(col_idx.min())
         slab = feat_last[:, top : int(row_idx.max()) + 1, left : int(col_idx.max()) + 1]
-        rows_blend = []
-        row_term = col_term = 0
+        exact = ry.dtype
+        with torch.autocast(weight.device.type, enabled=False):
+            row_term = sum(
+                ry[a, rows].unsqueeze(-1) * (weight[:, s] + weight[:, s + c + 2])
+                for a, s in ((0, 0), (1, 2 * (c + 2)))
+            ).to(exact)
+            col_term = sum(
+                rx[b, cols].unsqueeze(-1) * (weight[:, s + 1] + weight[:, s + 2 * (c + 2) + 1])
+                for b, s in ((0, 0), (1, c + 2))
+            )
+            col_term = (col_term + weight[:, -2:] @ cell.to(weight.dtype) + bias).to(exact)
+        blended_rows = []
         for a in (0, 1):
-            cols_blend = []
+            neighbours = []
             for b in (0, 1):
                 start = (2 * a + b) * (c + 2)
-                projected = slab @ weight[:, start + 2 : start + 2 + c].T  # (g, sh, sw, hidden)
-                # separable gather: the rows of neighbour a, then the columns of neighbour b
-                rows_a = projected.index_select(1, row_idx[a] - top)
-                cols_blend.append(rows_a.index_select(2, col_idx[b] - left))
-                row_term = row_term + ry[a, rows].unsqueeze(-1) * weight[:, start]
-                col_term = col_term + rx[b, cols].unsqueeze(-1) * weight[:, start + 1]
+                projected = slab @ weight[:, start + 2 : start + 2 + c].T  # (g, sh, sw, out)
+                neighbours.append(projected.index_select(2, col_idx[b] - left))
+            dtype = neighbours[0].dtype
             # the two weights of an axis sum to 1, so the weighted sum is a lerp (one fused op)
-            rows_blend.append(torch.lerp(*cols_blend, wx[1, cols].view(1, 1, -1, 1)))
-        blended = torch.lerp(*rows_blend, wy[1, rows].view(1, -1, 1, 1))
-        constant = weight[:, -2:] @ cell + self.lift.bias
-        return blended + (row_term.unsqueeze(1) + col_term.unsqueeze(0) + constant)
+            on_lr_rows = torch.lerp(*neighbours, wx[1, cols].view(1, 1, -1, 1).to(dtype))
+            on_lr_rows += col_term.to(dtype)  # the weights along y sum to 1 too
+            blended_rows.append(on_lr_rows.index_select(1, row_idx[a] - top))
+        dtype = blended_rows[0].dtype
+        blended = torch.lerp(*blended_rows, wy[1, rows].view(1, -1, 1, 1).to(dtype))
+        return blended.add_(row_term.unsqueeze(1).to(dtype))
+
+
+def sample_at_pixels(image: torch.Tensor, out_size: tuple[int, int], pixels: torch.Tensor):
+    """Bilinear upsampling of ``image`` (N, C, h, w) to ``out_size``, read at ``pixels`` only.
+
+    ``pixels``: (N, Q) flat indices ``y * W + x``. Returns (N, C, Q), equal to
+    ``F.interpolate(image, out_size, mode="bilinear", align_corners=False)`` at those pixels.
+    """
+    H, W = out_size
+    ys, xs = pixels.div(W, rounding_mode="floor"), pixels.remainder(W)
+    image = full_precision(image)
+    grid = torch.stack(
+        [
+            pixel_centers(W, image.device, image.dtype)[xs],
+            pixel_centers(H, image.device, image.dtype)[ys],
+        ],
+        dim=-1,
+    ).unsqueeze(1)  # (N, 1, Q, 2) in (x, y) order
+    with torch.autocast(image.device.type, enabled=False):
+        sampled = F.grid_sample(
+            image, grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
+    return sampled.squeeze(2)
 
 
 def _tiling(n: int, H: int, W: int, max_queries: int | None) -> tuple[int, int, int]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pixel_centers", "coordinate_grid", "backward_warp", "resize_flow"]
+__all__ = ["pixel_centers", "coordinate_grid", "backward_warp", "resize_flow", "full_precision"]
+
+
+def full_precision(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32, or as it is when already float32/float64 (bfloat16 autocast runs
+    keep coordinates, flows and images at full precision with this)."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
 
 
 def pixel_centers(size: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -31,6 +37,7 @@ def backward_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         (N, C, h, w).
     """
     n, _, h, w = flow.shape
+    flow = full_precision(flow)
     ys = torch.arange(h, device=flow.device, dtype=flow.dtype)
     xs = torch.arange(w, device=flow.device, dtype=flow.dtype)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
@@ -38,11 +45,20 @@ def backward_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     sx = (gx + flow[:, 0]) * (2 / max(w - 1, 1)) - 1
     sy = (gy + flow[:, 1]) * (2 / max(h - 1, 1)) - 1
     grid = torch.stack([sx, sy], dim=-1)
-    return F.grid_sample(
-        x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=True
-    )
+    # sampling positions and weights in float32: bfloat16 would move pixels by up to ~0.5 px
+    with torch.autocast(x.device.type, enabled=False):
+        warped = F.grid_sample(
+            full_precision(x),
+            grid.to(full_precision(x).dtype),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=True,
+        )
+    return warped.to(x.dtype)
 
 
 def resize_flow(flow: torch.Tensor, factor: int = 2) -> torch.Tensor:
     """Upsample a flow field by ``factor`` (bilinear), scaling the displacements with it."""
-    return factor * F.interpolate(flow, scale_factor=factor, mode="bilinear", align_corners=False)
+    return factor * F.interpolate(
+        full_precision(flow), scale_factor=factor, mode="bilinear", align_corners=False
+    )

@@ -26,7 +26,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from .attention import HeadLayerNorm, galerkin_attend
-from .geometry import backward_warp, coordinate_grid, resize_flow
+from .geometry import backward_warp, coordinate_grid, full_precision, resize_flow
 
 __all__ = ["FeaturePyramid", "CrossFrameMotionBlock", "MotionEstimator", "MotionEstimate"]
 
@@ -302,7 +302,7 @@ class MotionEstimator(nn.Module):
             1,
         )
         out = self.decoder8(x8)
-        flows, feat = out[:, :8], out[:, 8:]
+        flows, feat = full_precision(out[:, :8]), out[:, 8:]
 
         f0_4n, f1_4n = per_t(f0_4), per_t(f1_4)
         w0 = backward_warp(f0_4n, flows[:, 0:2])

@@ -10,11 +10,15 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .decoder import ContinuousDecoder
+from .decoder import ContinuousDecoder, sample_at_pixels
+from .geometry import full_precision
 from .motion import MotionEstimator
 from .propagation import BidirectionalPropagation
 
-__all__ = ["STNO", "check_video_call"]
+__all__ = ["STNO", "check_video_call", "PRECISIONS"]
+
+# Arithmetic of a forward pass: float32, or bfloat16 autocast (see STNO.forward).
+PRECISIONS = ("fp32", "bf16")
 
 
 def check_video_call(
@@ -115,8 +119,28 @@ class STNO(nn.Module):
         times: Sequence[float],
         out_size: tuple[int, int],
         max_queries: int | None = None,
+        pixels: torch.Tensor | None = None,
+        precision: str = "fp32",
     ) -> torch.Tensor:
+        """See the class docstring. ``pixels`` (B, O, Q) flat target indices ``y * W + x`` decode
+        only those pixels of each output frame (sampled-query training): returns (B, O, 3, Q).
+        ``precision``: ``"fp32"``, or ``"bf16"`` (matrix products and convolutions in bfloat16
+        through autocast; flows, warping grids and the final image stay float32).
+
+        Outputs are clamped to [0, 1] in eval mode only: in training, pixels predicted outside
+        the range keep their gradient.
+        """
         times, (H, W) = check_video_call(frames, times, out_size)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        with torch.autocast(frames.device.type, torch.bfloat16, enabled=precision == "bf16"):
+            out = self._run(frames, times, (H, W), max_queries, pixels)
+        if not self.training:
+            out = out.clamp_(0, 1)  # in place: no extra full-size copy of every output frame
+        return out
+
+    def _run(self, frames, times, out_size, max_queries, pixels) -> torch.Tensor:
+        H, W = out_size
         b, t, _, h, w = frames.shape
         # the pyramid halves three times: pad to a multiple of 8, crop the features back
         ph, pw = (-h) % 8, (-w) % 8
@@ -132,13 +156,17 @@ class STNO(nn.Module):
             padded, motion.frames, motion.flow_01, motion.flow_10, motion.flow_t0, motion.flow_t1
         )
         feats = rearrange(feats[..., :h, :w], "b o c y x -> (b o) c y x")
-        out = self.decoder(feats, (H, W), max_queries or self.max_queries)
+        flat_pixels = None if pixels is None else rearrange(pixels, "b o q -> (b o) q")
+        out = full_precision(
+            self.decoder(feats, (H, W), max_queries or self.max_queries, flat_pixels)
+        )
         if self.image_residual:
-            lr = self._interleave(frames, motion.frames[..., :h, :w])
-            out.add_(F.interpolate(lr, size=(H, W), mode="bilinear", align_corners=False))
-        # in place at inference: no extra full-size copy of every output frame
-        out = out.clamp(0, 1) if torch.is_grad_enabled() else out.clamp_(0, 1)
-        return rearrange(out, "(b o) c y x -> b o c y x", b=b)
+            lr = full_precision(self._interleave(frames, motion.frames[..., :h, :w]))
+            if flat_pixels is None:
+                out.add_(F.interpolate(lr, size=(H, W), mode="bilinear", align_corners=False))
+            else:
+                out = out + sample_at_pixels(lr, (H, W), flat_pixels)
+        return rearrange(out, "(b o) c ... -> b o c ...", b=b)
 
     @staticmethod
     def _interleave(frames: torch.Tensor, synth: torch.Tensor) -> torch.Tensor:
