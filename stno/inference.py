@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import shutil
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,8 @@ __all__ = [
     "output_size_for",
     "upscale_video",
     "DEFAULT_FRAME_FOLDER_FPS",
+    "prefetch",
+    "BackgroundSink",
 ]
 
 # Frames per second assumed for a frame-folder input (override with input_fps=).
@@ -263,6 +267,103 @@ class _FolderSink:
         shutil.rmtree(self.temporary, ignore_errors=True)
 
 
+class _Background:
+    """A daemon thread that works through a bounded queue; its error is re-raised to the caller.
+
+    Reading and writing video (PyAV's decoder and encoder release the GIL) then overlap with the
+    network instead of waiting for it; the bound keeps memory flat.
+    """
+
+    _DONE = object()
+
+    def __init__(self, depth: int) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self.error: BaseException | None = None
+        self.stopped = threading.Event()
+
+    def _put(self, item) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+
+def prefetch(iterable, depth: int = 8) -> Iterator[Any]:
+    """Iterate over ``iterable`` in a background thread, at most ``depth`` items ahead, in order."""
+    worker = _Background(depth)
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                worker._put(item)
+                if worker.stopped.is_set():
+                    return
+        except BaseException as error:  # re-raised in the consumer's thread
+            worker.error = error
+        worker._put(_Background._DONE)
+
+    thread = threading.Thread(target=produce, name="stno-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = worker.queue.get()
+            if item is _Background._DONE:
+                if worker.error is not None:
+                    raise worker.error
+                return
+            yield item
+    finally:
+        worker.stopped.set()
+        thread.join(timeout=5)
+
+
+class BackgroundSink:
+    """Write frames through ``sink`` in a background thread, keeping their order.
+
+    ``write`` returns as soon as the frames are queued (at most ``depth`` chunks wait); ``close``
+    waits for every chunk, then closes ``sink``; ``abort`` drops what waits and aborts ``sink``.
+    An error of the writer thread is raised by the next ``write`` or by ``close``.
+    """
+
+    def __init__(self, sink, depth: int = 4) -> None:
+        self.sink = sink
+        self.worker = _Background(depth)
+        self.thread = threading.Thread(target=self._consume, name="stno-writer", daemon=True)
+        self.thread.start()
+
+    def _consume(self) -> None:
+        while True:
+            item = self.worker.queue.get()
+            if item is _Background._DONE or self.worker.stopped.is_set():
+                return
+            if self.worker.error is None:
+                try:
+                    self.sink.write(item)
+                except BaseException as error:
+                    self.worker.error = error
+
+    def _raise_if_failed(self) -> None:
+        if self.worker.error is not None:
+            raise self.worker.error
+
+    def write(self, frames: torch.Tensor) -> None:
+        self._raise_if_failed()
+        self.worker._put(frames)
+
+    def close(self) -> None:
+        self.worker._put(_Background._DONE)
+        self.thread.join()
+        self._raise_if_failed()
+        self.sink.close()
+
+    def abort(self) -> None:
+        self.worker.stopped.set()
+        self.thread.join(timeout=30)
+        self.sink.abort()
+
+
 def _check_output(output: Path, input_path: Path) -> str:
     """'video' or 'folder'; raises a clear error when the output cannot be written."""
     if output.resolve() == input_path.resolve():
@@ -308,6 +409,7 @@ def upscale_video(
     max_queries: int | None = 65536,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Upscale a video (file or frame folder) in space and time, streaming, writing atomically.
 
@@ -321,6 +423,8 @@ def upscale_video(
         input_fps: frames per second of the input (frame folders: default 25).
         window, context: inputs per network call and inputs of overlap context on each side.
         max_queries: target pixels decoded at once (memory bound; same result as unchunked).
+        on_start: called with the plan (frames, sizes, fps) once the input and output are checked,
+            before any frame is computed.
     Returns:
         a summary dict: input/output frame counts, sizes, fps, seconds.
     """
@@ -343,6 +447,17 @@ def upscale_video(
     times = [i / time_scale for i in range(1, time_scale)]
     device = torch.device(device)
     net = net.to(device).eval()
+    if on_start is not None:
+        on_start(
+            {
+                "input_frames": reader.num_frames,
+                "output_frames": (reader.num_frames - 1) * time_scale + 1,
+                "input_size": [height, width],
+                "output_size": [out_h, out_w],
+                "input_fps": reader.fps,
+                "output_fps": out_fps,
+            }
+        )
 
     bar = None
     if progress:
@@ -355,11 +470,12 @@ def upscale_video(
             dynamic_ncols=True,
         )
     sink = _VideoSink(output_path, out_fps) if kind == "video" else _FolderSink(output_path)
+    sink = BackgroundSink(sink, depth=4)
     written = 0
     input_count = 0
     started = time.perf_counter()
     try:
-        for plan, frames in stream_windows(iter(reader), window, context):
+        for plan, frames in stream_windows(prefetch(reader, depth=window + 2), window, context):
             clip = torch.stack(frames).float().div_(255.0)
             if tuple(clip.shape[-2:]) != (height, width):
                 raise DataError(

@@ -14,7 +14,7 @@ import torch
 
 from stno.nn.stno import PRECISIONS
 
-__all__ = ["PRECISIONS", "resolve_precision", "cpu_flags"]
+__all__ = ["PRECISIONS", "resolve_precision", "cpu_flags", "WithPrecision", "at_precision"]
 
 # CPU features with bf16 matrix arithmetic that oneDNN uses.
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -52,3 +52,42 @@ def resolve_precision(
             return "bf16", f"the CPU has {' and '.join(found)}"
         return "fp32", "the CPU has no AMX/AVX-512 bf16 units"
     return "fp32", f"no fast bf16 known for device {device.type}"
+
+
+class WithPrecision(torch.nn.Module):
+    """A network whose calls run at a fixed ``precision`` (what the entry points hand around).
+
+    ``WithPrecision(net, "bf16")(frames, times, out_size, max_queries)`` is
+    ``net(frames, times, out_size, max_queries=max_queries, precision="bf16")``.
+    """
+
+    def __init__(self, net: torch.nn.Module, precision: str) -> None:
+        super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.net = net
+        self.precision = precision
+
+    def forward(self, frames, times, out_size, max_queries=None):
+        return self.net(frames, times, out_size, max_queries=max_queries, precision=self.precision)
+
+
+def at_precision(
+    net: torch.nn.Module, requested: str, device: torch.device
+) -> tuple[torch.nn.Module, str]:
+    """``net`` set to run at ``requested`` (fp32, bf16, auto) on ``device``.
+
+    Returns the network to call and one line saying which precision was chosen and why. A
+    network without a ``precision`` argument (the bicubic_blend baseline) runs as it is.
+    """
+    choice, why = resolve_precision(requested, device)
+    if not _accepts_precision(net):
+        return net, "precision: fp32 (the model has no bf16 path)"
+    line = f"precision: {choice} ({why})"
+    return (net if choice == "fp32" else WithPrecision(net, choice)), line
+
+
+def _accepts_precision(net: torch.nn.Module) -> bool:
+    import inspect
+
+    return "precision" in inspect.signature(net.forward).parameters

@@ -55,6 +55,7 @@ def evaluate_from_config(cfg: DictConfig) -> dict[str, Any]:
         open_source,
         write_reports,
     )
+    from stno.precision import at_precision
 
     bench = cfg.benchmark
     name = bench.name
@@ -84,12 +85,13 @@ def evaluate_from_config(cfg: DictConfig) -> dict[str, Any]:
     net, info = network_for(
         model_preset(cfg), cfg.ckpt_path, device=device, use_ema=bool(cfg.use_ema)
     )
+    net, precision_line = at_precision(net, cfg.get("precision", "fp32"), device)
     model_name = info["preset"] or info["net_config"]["_target_"]
     output_dir = Path(cfg.output_dir) if cfg.output_dir else _default_output_dir(name)
     output_dir.mkdir(parents=True, exist_ok=True)
     _say(
         f"stno-eval: {model_name} on {name} ({len(source.sequences)} sequences, x{protocol.space_scale:g} space, "
-        f"x{protocol.settings['time_scale']} time) on {device} -> {output_dir}"
+        f"x{protocol.settings['time_scale']} time) on {device}, {precision_line} -> {output_dir}"
     )
     result = evaluate(
         net,
@@ -127,6 +129,7 @@ def evaluate_from_config(cfg: DictConfig) -> dict[str, Any]:
             "weights": info["weights"],
             "num_parameters": info["num_parameters"],
             "max_queries": cfg.max_queries,
+            "precision": precision_line,
             "device": str(device),
             "seconds": round(result.seconds, 3),
             "network_seconds_per_output_frame": round(

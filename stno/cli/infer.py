@@ -25,12 +25,14 @@ def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
     from stno.checkpoint import network_for, resolve_device, set_threads
     from stno.cli.eval import model_preset
     from stno.inference import upscale_video
+    from stno.precision import at_precision
 
     device = resolve_device(cfg.device)
     set_threads(cfg.get("num_threads"))
     net, info = network_for(
         model_preset(cfg), cfg.ckpt_path, device=device, use_ema=bool(cfg.use_ema)
     )
+    net, precision_line = at_precision(net, cfg.get("precision", "fp32"), device)
     model_name = info["preset"] or info["net_config"]["_target_"]
     summary = upscale_video(
         net,
@@ -46,6 +48,9 @@ def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
         max_queries=cfg.max_queries,
         device=device,
         progress=bool(cfg.progress),
+        on_start=lambda plan: print(
+            f"stno-infer: {model_name} on {device}, {precision_line}", file=sys.stderr, flush=True
+        ),
     )
     h, w = summary["input_size"]
     H, W = summary["output_size"]
