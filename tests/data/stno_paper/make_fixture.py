@@ -7,6 +7,7 @@ a checkout into a scratch folder and patches that copy to run on a CPU in any fl
     python tests/data/stno_paper/make_fixture.py prepare /tmp/STVSR-NO /tmp/stvsr_ref
     python tests/data/stno_paper/make_fixture.py fixture /tmp/stvsr_ref   # rewrites the fixture
     python tests/data/stno_paper/make_fixture.py compare /tmp/stvsr_ref --seed 1 --dtype float32
+    python tests/data/stno_paper/make_fixture.py switches    # needs no reference
 
 ``compare`` fills the reference with weights of another seed, saves them as a ``.pth`` in the
 reference's layout (under ``params`` with DataParallel's ``module.`` prefix), converts that file
@@ -198,6 +199,45 @@ def compare(scratch: Path, seed: int, dtype: torch.dtype, init: str) -> float:
     return worst
 
 
+def switch_effects() -> None:
+    """Max abs difference each ``stno_paper`` switch alone makes to ``stno_base``'s output.
+
+    Fixture weights (converted), 3 frames of 28x44 (so padding and pair centring act: with 2
+    frames the pair is the clip), t = 0.25, x2.5, float64.
+    """
+    from stno.convert import convert_state_dict, paper_net_config
+    from stno.nn import STNO
+
+    paper = {k: v for k, v in paper_net_config().items() if k != "_target_"}
+    base = paper | {"synthesis_prelu": False}
+    switches = ["head_norm_unbiased", "linspace_coords", "reference_attention_wiring"]
+    switches += ["pair_centring", "flows_at_t", "reflect_padding", "clamp_output"]
+    for key in switches:
+        base[key] = not paper[key]
+    folded = convert_state_dict(fixture.reference_weights()).state_dict
+    unfolded = convert_state_dict(fixture.reference_weights(), fold_prelu=False).state_dict
+    case = fixture.Case("effects", frames=3, t=0.25, lr_size=(28, 44), out_size=(70, 110))
+    frames = fixture.reference_inputs(case)
+
+    def output(config, weights):
+        net = STNO(**config).double().eval()
+        net.load_state_dict(weights)
+        return fixture.run_ours(net, case, frames)
+
+    reference = output(base, folded)
+    print(f"stno_base output: min {reference.min():.3f}, max {reference.max():.3f}")
+    print("| switch (alone on stno_base) | max abs difference | mean abs difference |")
+    print("|---|---|---|")
+    rows = [(key, base | {key: paper[key]}, folded) for key in switches]
+    rows.append(
+        ("synthesis_prelu (unfolded head, slopes >= 0)", base | {"synthesis_prelu": True}, unfolded)
+    )
+    rows.append(("all (stno_paper)", paper, folded))
+    for name, config, weights in rows:
+        difference = (output(config, weights) - reference).abs()
+        print(f"| {name} | {difference.max():.2e} | {difference.mean():.2e} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -216,11 +256,14 @@ def main() -> None:
         default="recipe",
         help="weights: the fixture's recipe with this seed, or the reference's own init",
     )
+    commands.add_parser("switches", help="the effect of each stno_paper switch on stno_base")
     args = parser.parse_args()
     if args.command == "prepare":
         if args.scratch.resolve().is_relative_to(TESTS.parent):
             raise SystemExit("the scratch folder must be outside this repository")
         prepare(args.checkout, args.scratch)
+    elif args.command == "switches":
+        switch_effects()
     elif args.command == "fixture":
         make_fixture(args.scratch)
     else:
