@@ -224,3 +224,59 @@ def test_stno_paper_keeps_bounded_memory_decoding_at_any_size(one_torch_thread):
         chunked = net(frames, [0.3, 0.5, 0.9], (40, 61), max_queries=500)
     assert whole.shape == (1, 9, 3, 40, 61)
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+def _compose(config_name: str, overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+@pytest.mark.slow
+def test_converted_weights_run_in_stno_eval_stno_infer_and_init_ckpt(tmp_path, one_torch_thread):
+    from PIL import Image
+
+    from stno.cli.eval import evaluate_from_config
+    from stno.cli.infer import infer_from_config
+    from stno.lit.finetune import load_initial_weights
+
+    weights = {k: v.float() for k, v in fixture.reference_weights().items()}
+    torch.save({"state_dict": weights}, tmp_path / "STVSR_NO.pth")
+    ckpt = tmp_path / "paper.ckpt"
+    assert main([str(tmp_path / "STVSR_NO.pth"), str(ckpt)]) == 0
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(3):  # 44x52 frames: a 22x26 input at x2, not a multiple of 8
+        frame = (rng.random((44, 52, 3)) * 255).astype(np.uint8)
+        Image.fromarray(frame).save(clip / f"{index:04d}.png")
+    common = [f"ckpt_path={ckpt}", "model=stno_paper", "progress=false", "device=cpu"]
+    document = evaluate_from_config(
+        _compose(
+            "eval",
+            [
+                *common,
+                "benchmark=video",
+                f"benchmark.root={clip}",
+                f"output_dir={tmp_path / 'eval'}",
+                "space_scale=2",
+                "time_scale=2",
+                "max_queries=700",
+            ],
+        )
+    )
+    assert document["model"] == "stno_paper" and len(document["frames"]) == 3
+    assert all(np.isfinite(frame["psnr_y"]) for frame in document["frames"])
+    infer_from_config(
+        _compose(
+            "infer",
+            [*common, f"input={clip}", f"output={tmp_path / 'up'}", "space_scale=2.5"],
+        )
+    )
+    outputs = sorted((tmp_path / "up").iterdir())
+    assert len(outputs) == 5 and Image.open(outputs[0]).size == (130, 110)
+    net = STNO(**{k: v for k, v in paper_net_config().items() if k != "_target_"})
+    assert "loaded" in load_initial_weights(net, ckpt).lower()

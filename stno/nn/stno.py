@@ -85,8 +85,9 @@ class STNO(nn.Module):
             instead of replicate-padding and decoding the unpadded map.
         clamp_output: clamp the output to [0, 1]; the reference returns the raw decoder output
             (its scripts clip when writing 8-bit images, as our metrics and writers do).
-    The reference's decoder also weights the last target row and column 1/4 per neighbour at odd
-    integer scales (its area weights degenerate there); that defect is not reproduced.
+    Not reproduced: at odd integer scales the reference's decoder gives the target row and column
+    whose centres fall on the last LR row's and column's centres (the second to last at x3)
+    weights of 1/4 per neighbour, as its area weights degenerate there; a defect.
     """
 
     def __init__(
