@@ -113,8 +113,15 @@ def read_reference_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor]
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types on foreign or corrupt files
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConversionError(f"cannot read {path} safely (weights only): {first[:200]}") from error
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if found:
+            raise ConversionError(
+                f"{path} stores Python objects ({found.group(1)}) that safe (weights only) "
+                "loading refuses; the reference's weights are tensors only"
+            ) from error
+        raise ConversionError(
+            f"{path} is not a PyTorch weights file (corrupt or another file type)"
+        ) from error
     where = "the file itself"
     while isinstance(loaded, Mapping) and not _is_state_dict(loaded):
         wrapper = next((key for key in _WRAPPERS if isinstance(loaded.get(key), Mapping)), None)

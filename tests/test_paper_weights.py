@@ -152,8 +152,11 @@ def test_the_reader_unwraps_the_usual_containers(tmp_path, wrapper):
 
 def test_the_reader_refuses_code_and_foreign_files(tmp_path):
     torch.save({"state_dict": argparse.Namespace(epoch=3)}, tmp_path / "code.pth")
-    with pytest.raises(ConversionError, match="safely"):
+    with pytest.raises(ConversionError, match="argparse.Namespace"):
         read_reference_state_dict(tmp_path / "code.pth")
+    (tmp_path / "text.pth").write_text("not weights")
+    with pytest.raises(ConversionError, match="not a PyTorch weights file"):
+        read_reference_state_dict(tmp_path / "text.pth")
     torch.save({"epoch": 3}, tmp_path / "empty.pth")
     with pytest.raises(ConversionError, match="no state dict"):
         read_reference_state_dict(tmp_path / "empty.pth")
