@@ -26,16 +26,25 @@ class HeadLayerNorm(nn.Module):
     """Layer norm over the channel axis of each head, with a separate affine map per head.
 
     Input and output: (B, heads, N, d).
+
+    Args:
+        unbiased_std: divide by the unbiased standard deviation plus ``eps``,
+            ``(x - mean) / (std_{d-1} + eps)``, as the reference code does, instead of
+            ``(x - mean) / sqrt(var + eps)`` (off: the usual layer norm).
     """
 
-    def __init__(self, heads: int, dim_head: int, eps: float = 1e-5):
+    def __init__(self, heads: int, dim_head: int, eps: float = 1e-5, unbiased_std: bool = False):
         super().__init__()
         self.eps = eps
+        self.unbiased_std = unbiased_std
         self.weight = nn.Parameter(torch.ones(heads, 1, dim_head))
         self.bias = nn.Parameter(torch.zeros(heads, 1, dim_head))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.layer_norm(x, x.shape[-1:], eps=self.eps)
+        if self.unbiased_std:
+            x = (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + self.eps)
+        else:
+            x = F.layer_norm(x, x.shape[-1:], eps=self.eps)
         return x * self.weight + self.bias
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pixel_centers", "coordinate_grid", "backward_warp", "resize_flow", "full_precision"]
+__all__ = [
+    "pixel_centers",
+    "coordinate_grid",
+    "corner_aligned_grid",
+    "backward_warp",
+    "resize_flow",
+    "full_precision",
+]
 
 
 def full_precision(tensor: torch.Tensor) -> torch.Tensor:
@@ -23,6 +30,17 @@ def coordinate_grid(h: int, w: int, device=None, dtype=torch.float32) -> torch.T
     """Normalised (x, y) coordinates of pixel centres, in [-1, 1]: (h, w, 2)."""
     ys = pixel_centers(h, device, dtype)
     xs = pixel_centers(w, device, dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy], dim=-1)
+
+
+def corner_aligned_grid(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Normalised (x, y) coordinates with -1 and 1 on the first and last pixel: (h, w, 2).
+
+    ``linspace(-1, 1)`` along each axis: the grid the reference code's motion stage uses.
+    """
+    ys = torch.linspace(-1.0, 1.0, h, device=device, dtype=dtype)
+    xs = torch.linspace(-1.0, 1.0, w, device=device, dtype=dtype)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([gx, gy], dim=-1)
 

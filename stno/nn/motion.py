@@ -26,7 +26,13 @@ from einops import rearrange, repeat
 from torch import nn
 
 from .attention import HeadLayerNorm, galerkin_attend
-from .geometry import backward_warp, coordinate_grid, full_precision, resize_flow
+from .geometry import (
+    backward_warp,
+    coordinate_grid,
+    corner_aligned_grid,
+    full_precision,
+    resize_flow,
+)
 
 __all__ = ["FeaturePyramid", "CrossFrameMotionBlock", "MotionEstimator", "MotionEstimate"]
 
@@ -106,13 +112,33 @@ class CrossFrameMotionBlock(nn.Module):
 
     Returns, for the P = F-1 pairs: appearance features of the first and second frame of each
     pair, (B, P, dim, h, w) each, and their motion features, (B, P, motion_dim, h, w) each.
+
+    Switches that restore the reference code's behaviour (all off by default):
+        unbiased_std: the per-head layer norms of keys, values and coordinates divide by the
+            unbiased standard deviation plus eps (see :class:`HeadLayerNorm`).
+        linspace_coords: the coordinate branch embeds a ``linspace(-1, 1)`` grid over the map
+            (:func:`corner_aligned_grid`) instead of pixel centres.
+        reference_wiring: the attention result reaches the output only through the MLP,
+            ``out = x + MLP(LN2(2 LN1(x) + O(A + LN1(x))))``, instead of the pre-norm block
+            ``y = x + O(A + LN1(x)); out = y + MLP(LN2(y))``.
     """
 
-    def __init__(self, in_channels: int, dim: int = 128, heads: int = 8, mlp_ratio: float = 4.0):
+    def __init__(
+        self,
+        in_channels: int,
+        dim: int = 128,
+        heads: int = 8,
+        mlp_ratio: float = 4.0,
+        unbiased_std: bool = False,
+        linspace_coords: bool = False,
+        reference_wiring: bool = False,
+    ):
         super().__init__()
         if dim % heads:
             raise ValueError(f"attention dim {dim} must be divisible by heads {heads}")
         self.heads, self.dim = heads, dim
+        self.linspace_coords = linspace_coords
+        self.reference_wiring = reference_wiring
         d = dim // heads
         # overlapping patch embedding: a stride-1 3x3 conv keeps the full resolution
         self.embed = nn.Conv2d(in_channels, dim, 3, 1, 1)
@@ -120,10 +146,10 @@ class CrossFrameMotionBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.to_q = nn.Linear(dim, dim)
         self.to_kv = nn.Linear(dim, 2 * dim)
-        self.k_norm = HeadLayerNorm(heads, d)
-        self.v_norm = HeadLayerNorm(heads, d)
+        self.k_norm = HeadLayerNorm(heads, d, unbiased_std=unbiased_std)
+        self.v_norm = HeadLayerNorm(heads, d, unbiased_std=unbiased_std)
         self.coord_embed = nn.Linear(2, dim)
-        self.coord_norm = HeadLayerNorm(heads, d)
+        self.coord_norm = HeadLayerNorm(heads, d, unbiased_std=unbiased_std)
         self.out_proj = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.motion_proj = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.norm2 = nn.LayerNorm(dim)
@@ -142,7 +168,8 @@ class CrossFrameMotionBlock(nn.Module):
             self.to_kv(xn), "(b f) n (two h d) -> two (b f) h n d", b=b, two=2, h=heads
         )
         k, v = self.k_norm(k), self.v_norm(v)
-        coords = coordinate_grid(h, w, frames.device, x.dtype).reshape(1, n, 2)
+        grid = corner_aligned_grid if self.linspace_coords else coordinate_grid
+        coords = grid(h, w, frames.device, x.dtype).reshape(1, n, 2)
         coord_raw = self.coord_embed(coords)  # (1, n, dim), the same grid for every frame
         coord_v = self.coord_norm(rearrange(coord_raw, "o n (h d) -> o h n d", h=heads))
         # per-frame sums over its own tokens, shared by the two pairs the frame belongs to
@@ -156,8 +183,12 @@ class CrossFrameMotionBlock(nn.Module):
             app = rearrange(app, "m h n d -> m n (h d)")
             moved = galerkin_attend(q_flat, rearrange(stats_kc, "b p h d e -> (b p) h d e"), n)
             moved = rearrange(moved, "m h n d -> m n (h d)")
-            app = tokens + self.out_proj(app + tokens_norm)
-            app = app + self.mlp(self.norm2(app), h, w)
+            if self.reference_wiring:
+                mixed = 2 * tokens_norm + self.out_proj(app + tokens_norm)
+                app = tokens + self.mlp(self.norm2(mixed), h, w)
+            else:
+                app = tokens + self.out_proj(app + tokens_norm)
+                app = app + self.mlp(self.norm2(app), h, w)
             # attended coordinate minus own coordinate: a learned displacement cue
             motion = self.motion_proj(moved - coord_raw)
             to_map = "(b p) (y x) c -> b p c y x"
@@ -205,7 +236,9 @@ class MotionEstimate:
         frames: (n, P, 3, h, w) synthesised frames in [0, 1];
         flow_t0, flow_t1: (n, P, 2, h, w) flows from the frame at t to frame 0 / frame 1;
         flow_01, flow_10: (P, 2, h, w) flows 0->1 and 1->0 (taken at t = 0.5, see MotionEstimator);
-        mask: (n, P, 1, h, w) occlusion mask in [0, 1], the weight of warped frame 0 in the blend.
+        mask: (n, P, 1, h, w) occlusion mask in [0, 1], the weight of warped frame 0 in the blend;
+        flow_01_per_t, flow_10_per_t: None, or (n, P, 2, h, w) the 0<->1 flows estimated at each
+            timestamp (``flows_at_t``): the propagation then runs once per timestamp.
     """
 
     frames: torch.Tensor
@@ -214,6 +247,8 @@ class MotionEstimate:
     flow_01: torch.Tensor
     flow_10: torch.Tensor
     mask: torch.Tensor
+    flow_01_per_t: torch.Tensor | None = None
+    flow_10_per_t: torch.Tensor | None = None
 
 
 class MotionEstimator(nn.Module):
@@ -228,6 +263,19 @@ class MotionEstimator(nn.Module):
     The 0<->1 flows used by the propagation are always read from the t = 0.5 estimate (the
     estimate is added to the batch when 0.5 is not requested), so the output at any timestamp
     does not depend on which other timestamps are requested in the same call.
+
+    Switches that restore the reference code's behaviour (all off by default; see also
+    :class:`CrossFrameMotionBlock`):
+        pair_centring: subtract the mean brightness of each frame *pair* (the reference) rather
+            than of the whole clip; a frame's pyramid is then computed once per pair it is in.
+        flows_at_t: estimate the 0<->1 flows at each requested timestamp (the reference, which
+            runs one timestamp per pass) rather than at t = 0.5. The result carries them per
+            timestamp; the input frames use those of the requested timestamp nearest 0.5 (the
+            first of two equally near), and t = 0.5 when no timestamp is requested.
+        synthesis_prelu: the synthesis head is ``clamp(PReLU(conv([merge, res])))`` (the
+            reference) instead of ``clamp(merge + conv([merge, res]))``. With PReLU slopes >= 0
+            the two are the same function (``conv`` minus the identity on ``merge``), which is
+            how ``stno-convert`` folds the reference's head into ours.
     """
 
     def __init__(
@@ -238,14 +286,20 @@ class MotionEstimator(nn.Module):
         mlp_ratio: float = 4.0,
         decoder_widths: Sequence[int] = (108, 162, 144),
         residual_channels: int = 29,
+        pair_centring: bool = False,
+        flows_at_t: bool = False,
+        synthesis_prelu: bool = False,
+        **block_switches: bool,
     ):
         super().__init__()
         c1, c2, c3 = pyramid_channels
         w1, w2, w3 = decoder_widths
         a = attn_dim
+        self.pair_centring = pair_centring
+        self.flows_at_t = flows_at_t
         self.pyramid = FeaturePyramid(pyramid_channels)
-        self.attn8 = CrossFrameMotionBlock(c3, a, heads, mlp_ratio)
-        self.attn4 = CrossFrameMotionBlock(c2, a, heads, mlp_ratio)
+        self.attn8 = CrossFrameMotionBlock(c3, a, heads, mlp_ratio, **block_switches)
+        self.attn4 = CrossFrameMotionBlock(c2, a, heads, mlp_ratio, **block_switches)
         # 8 flow channels: t->0, 1->0, t->1, 0->1
         self.decoder8 = FlowDecoder(4 * a + 2 * c3 + 1, w3, 8 + c2)
         self.decoder4 = FlowDecoder(c2 + 2 * (c2 + a) + 2 * (2 + a), w2, 8 + c1)
@@ -253,21 +307,21 @@ class MotionEstimator(nn.Module):
         # a correction of the mask-blended warped frames; a plain conv, because an activation
         # before the final clamp to [0, 1] would have no gradient on its negative side
         self.fuse = nn.Conv2d(3 + residual_channels, 3, 3, 1, 1)
+        # only built when asked for, so other presets keep their weights
+        self.fuse_act = nn.PReLU(3) if synthesis_prelu else None
 
     def forward(self, frames: torch.Tensor, times: Sequence[float]) -> MotionEstimate:
         """frames: (B, T, 3, h, w) in [0, 1], h and w multiples of 8; times: n floats in (0, 1)."""
         b, t_in = frames.shape[:2]
         h, w = frames.shape[-2:]
-        all_times = list(times) if 0.5 in times else [*times, 0.5]
-        mid = all_times.index(0.5)
+        per_t_flows = self.flows_at_t and len(times) > 0
+        if per_t_flows:
+            all_times = list(times)
+            mid = min(range(len(times)), key=lambda i: abs(times[i] - 0.5))
+        else:
+            all_times = list(times) if 0.5 in times else [*times, 0.5]
+            mid = all_times.index(0.5)
         n = len(all_times)
-
-        # one brightness offset per clip, so every frame's pyramid is computed once and shared by
-        # the two pairs it belongs to; it is added back to the synthesised frames
-        clip_mean = frames.mean(dim=(1, 2, 3, 4), keepdim=True)
-        centred = frames - clip_mean
-        levels = self.pyramid(rearrange(centred, "b t c y x -> (b t) c y x"))
-        f_2, f_4, f_8 = (rearrange(f, "(b t) c y x -> b t c y x", b=b) for f in levels)
 
         def first(x):  # first frame of every pair: (b, t, ...) -> (b*p, ...)
             return rearrange(x[:, :-1], "b p ... -> (b p) ...")
@@ -275,12 +329,30 @@ class MotionEstimator(nn.Module):
         def second(x):
             return rearrange(x[:, 1:], "b p ... -> (b p) ...")
 
-        img0, img1 = first(centred), second(centred)
-        # whole-frame attention at 1/8 over all frames at once: t-independent, keys/values per frame
-        a0, a1, m0, m1 = (rearrange(y, "b p ... -> (b p) ...") for y in self.attn8(f_8))
-        f0_8, f1_8 = first(f_8), second(f_8)
-        f0_4, f1_4 = first(f_4), second(f_4)
-        f0_2, f1_2 = first(f_2), second(f_2)
+        if self.pair_centring:
+            # one offset per pair: each frame is centred (and its pyramid computed) once per pair
+            frame_mean = frames.mean(dim=(2, 3, 4), keepdim=True)
+            offset = (first(frame_mean) + second(frame_mean)) / 2
+            img0, img1 = first(frames) - offset, second(frames) - offset
+            f0_2, f0_4, f0_8 = self.pyramid(img0)
+            f1_2, f1_4, f1_8 = self.pyramid(img1)
+            a0, a1, m0, m1 = self._attend_pairs(self.attn8, f0_8, f1_8, b)
+        else:
+            # one brightness offset per clip, so every frame's pyramid is computed once and shared
+            # by the two pairs it belongs to; it is added back to the synthesised frames
+            clip_mean = frames.mean(dim=(1, 2, 3, 4), keepdim=True)
+            centred = frames - clip_mean
+            levels = self.pyramid(rearrange(centred, "b t c y x -> (b t) c y x"))
+            f_2, f_4, f_8 = (rearrange(f, "(b t) c y x -> b t c y x", b=b) for f in levels)
+            offset = repeat(clip_mean.reshape(b, 1, 1, 1), "b c y x -> (b p) c y x", p=t_in - 1)
+
+            img0, img1 = first(centred), second(centred)
+            # whole-frame attention at 1/8 over all frames at once: t-independent, keys/values per
+            # frame
+            a0, a1, m0, m1 = (rearrange(y, "b p ... -> (b p) ...") for y in self.attn8(f_8))
+            f0_8, f1_8 = first(f_8), second(f_8)
+            f0_4, f1_4 = first(f_4), second(f_4)
+            f0_2, f1_2 = first(f_2), second(f_2)
 
         tmap = torch.tensor(all_times, device=frames.device, dtype=frames.dtype)
         tmap = repeat(tmap, "n -> (n m) 1 y x", m=img0.shape[0], y=h // 8, x=w // 8)
@@ -324,9 +396,11 @@ class MotionEstimator(nn.Module):
         warped0 = backward_warp(per_t(img0), flows[:, 0:2])
         warped1 = backward_warp(per_t(img1), flows[:, 4:6])
         merged = mask * warped0 + (1 - mask) * warped1
-        offset = repeat(clip_mean.reshape(b, 1, 1, 1), "b c y x -> (n b p) c y x", n=n, p=t_in - 1)
-        merged = merged + offset
-        synth = (merged + self.fuse(torch.cat([merged, residual], 1))).clamp(0, 1)
+        merged = merged + repeat(offset, "m c y x -> (n m) c y x", n=n)
+        if self.fuse_act is not None:
+            synth = self.fuse_act(self.fuse(torch.cat([merged, residual], 1))).clamp(0, 1)
+        else:
+            synth = (merged + self.fuse(torch.cat([merged, residual], 1))).clamp(0, 1)
 
         split = "(n m) c y x -> n m c y x"
         flows = rearrange(flows, split, n=n)
@@ -339,6 +413,8 @@ class MotionEstimator(nn.Module):
             flow_01=flows[mid, :, 6:8],
             flow_10=flows[mid, :, 2:4],
             mask=rearrange(mask, split, n=n)[keep_idx],
+            flow_01_per_t=flows[:, :, 6:8] if per_t_flows else None,
+            flow_10_per_t=flows[:, :, 2:4] if per_t_flows else None,
         )
 
     @staticmethod

@@ -66,7 +66,17 @@ class BidirectionalPropagation(nn.Module):
         self.backward_trunk = ResidualTrunk(3 + channels, channels, num_blocks)
         self.forward_trunk = ResidualTrunk(3 + 2 * channels, channels, num_blocks)
 
-    def forward(self, frames, synth, flow_01, flow_10, flow_t0, flow_t1) -> torch.Tensor:
+    def forward(
+        self,
+        frames,
+        synth,
+        flow_01,
+        flow_10,
+        flow_t0,
+        flow_t1,
+        flow_01_per_t=None,
+        flow_10_per_t=None,
+    ) -> torch.Tensor:
         """Features for every output frame, in time order.
 
         Args:
@@ -74,11 +84,47 @@ class BidirectionalPropagation(nn.Module):
             synth: (n, B*(T-1), 3, h, w) synthesised LR frames for n timestamps.
             flow_01, flow_10: (B*(T-1), 2, h, w) pixel flows 0->1 and 1->0 of each pair.
             flow_t0, flow_t1: (n, B*(T-1), 2, h, w) pixel flows t->0 and t->1.
+            flow_01_per_t, flow_10_per_t: None, or (n, B*(T-1), 2, h, w) 0<->1 flows of each
+                timestamp: the recurrence over the inputs then runs again for every timestamp
+                whose flows differ from ``flow_01, flow_10`` (which give the inputs' features).
         Returns:
             (B, T + (T-1)*n, channels, h, w): input 0, its n timestamps, input 1, ...
         """
         b, t = frames.shape[:2]
         n = synth.shape[0]
+        backward_states, forward_states = self._recurrence(frames, flow_01, flow_10)
+        if n == 0:
+            return torch.stack(forward_states, dim=1)
+
+        if flow_01_per_t is None:
+            fwd = self._synthesised(
+                frames, synth, flow_t0, flow_t1, backward_states, forward_states
+            )
+        else:
+            per_t = []
+            for j in range(n):
+                states = (backward_states, forward_states)
+                if not (
+                    torch.equal(flow_01_per_t[j], flow_01)
+                    and torch.equal(flow_10_per_t[j], flow_10)
+                ):
+                    states = self._recurrence(frames, flow_01_per_t[j], flow_10_per_t[j])
+                step = slice(j, j + 1)
+                per_t.append(
+                    self._synthesised(frames, synth[step], flow_t0[step], flow_t1[step], *states)
+                )
+            fwd = torch.cat(per_t, dim=2)
+
+        out = []
+        for i in range(t):
+            out.append(forward_states[i].unsqueeze(1))
+            if i < t - 1:
+                out.append(fwd[:, i])
+        return torch.cat(out, dim=1)
+
+    def _recurrence(self, frames, flow_01, flow_10):
+        """Backward then forward pass over the inputs: two lists of T states (B, channels, h, w)."""
+        b, t = frames.shape[:2]
         c = self.channels
         pairs = "(b p) ... -> b p ..."
         flow_01 = rearrange(flow_01, pairs, b=b)
@@ -98,10 +144,12 @@ class BidirectionalPropagation(nn.Module):
                 state = backward_warp(state, flow_10[:, i - 1])
             state = self.forward_trunk(torch.cat([frames[:, i], backward_states[i], state], 1))
             forward_states[i] = state
+        return backward_states, forward_states
 
-        if n == 0:
-            return torch.stack(forward_states, dim=1)
-
+    def _synthesised(self, frames, synth, flow_t0, flow_t1, backward_states, forward_states):
+        """Features of the synthesised frames: (B, T-1, n, channels, h, w)."""
+        b, t = frames.shape[:2]
+        n = synth.shape[0]
         # synthesised frames: every pair and timestamp in one batch, (n, b, p) flattened
         synth_flat = rearrange(synth, "n m c y x -> (n m) c y x")
 
@@ -114,11 +162,4 @@ class BidirectionalPropagation(nn.Module):
         back = self.backward_trunk(torch.cat([synth_flat, back], 1))
         fwd = backward_warp(neighbour(forward_states, 0), rearrange(flow_t0, flat))
         fwd = self.forward_trunk(torch.cat([synth_flat, back, fwd], 1))
-        fwd = rearrange(fwd, "(n b p) c y x -> b p n c y x", n=n, b=b)
-
-        out = []
-        for i in range(t):
-            out.append(forward_states[i].unsqueeze(1))
-            if i < t - 1:
-                out.append(fwd[:, i])
-        return torch.cat(out, dim=1)
+        return rearrange(fwd, "(n b p) c y x -> b p n c y x", n=n, b=b)

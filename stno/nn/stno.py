@@ -67,6 +67,31 @@ class STNO(nn.Module):
         image_residual: add the bilinearly upsampled LR frame to the output (the network then
             learns a correction; not in the reference, off in ``stno_base``).
         max_queries: default decoding chunk (None = decode every target pixel at once).
+
+    Switches that restore the behaviour of the paper's reference code (``hahazh/STVSR-NO``), so
+    its released weights, converted by ``stno-convert``, give its outputs (preset ``stno_paper``).
+    All are off by default; each costs nothing when off:
+        head_norm_unbiased: the per-head layer norms of the motion attention divide by the
+            unbiased standard deviation plus eps, not by sqrt(variance + eps).
+        linspace_coords: the motion attention's coordinate branch embeds a ``linspace(-1, 1)``
+            grid over the map, not pixel centres.
+        reference_attention_wiring: in the motion attention blocks the attention result reaches
+            the output only through the MLP: ``x + MLP(LN2(2 LN1(x) + O(A + LN1(x))))``.
+        pair_centring: brightness is centred by the mean of each frame pair, not of the clip.
+        synthesis_prelu: the synthesised frame is ``clamp(PReLU(conv([merge, res])))``, not
+            ``clamp(merge + conv([merge, res]))`` (only needed for PReLU slopes < 0, which the
+            converter cannot fold into the latter).
+        flows_at_t: the 0<->1 flows that carry the recurrent state are estimated at each
+            requested t, not at t = 0.5; the recurrence then runs once per timestamp (inputs take
+            the flows of the requested t nearest 0.5).
+        reflect_padding: reflect-pad the input to a multiple of 8 and decode the padded feature
+            map at ``round(scale * padded size)``, then crop (the reference's test scripts),
+            instead of replicate-padding and decoding the unpadded map.
+        clamp_output: clamp the output to [0, 1]; the reference returns the raw decoder output
+            (its scripts clip when writing 8-bit images, as our metrics and writers do).
+    Not reproduced: at odd integer scales the reference's decoder gives the target row and column
+    whose centres fall on the last LR row's and column's centres (the second to last at x3)
+    weights of 1/4 per neighbour, as its area weights degenerate there; a defect.
     """
 
     def __init__(
@@ -85,6 +110,14 @@ class STNO(nn.Module):
         max_train_scale: float = 4.0,
         image_residual: bool = False,
         max_queries: int | None = None,
+        head_norm_unbiased: bool = False,
+        linspace_coords: bool = False,
+        reference_attention_wiring: bool = False,
+        pair_centring: bool = False,
+        synthesis_prelu: bool = False,
+        flows_at_t: bool = False,
+        reflect_padding: bool = False,
+        clamp_output: bool = True,
     ):
         super().__init__()
         self.config = dict(
@@ -103,10 +136,33 @@ class STNO(nn.Module):
             image_residual=image_residual,
             max_queries=max_queries,
         )
+        self.config.update(
+            head_norm_unbiased=head_norm_unbiased,
+            linspace_coords=linspace_coords,
+            reference_attention_wiring=reference_attention_wiring,
+            pair_centring=pair_centring,
+            synthesis_prelu=synthesis_prelu,
+            flows_at_t=flows_at_t,
+            reflect_padding=reflect_padding,
+            clamp_output=clamp_output,
+        )
         self.image_residual = image_residual
         self.max_queries = max_queries
+        self.reflect_padding = reflect_padding
+        self.clamp_output = clamp_output
         self.motion = MotionEstimator(
-            pyramid_channels, attn_dim, heads, mlp_ratio, decoder_widths, residual_channels
+            pyramid_channels,
+            attn_dim,
+            heads,
+            mlp_ratio,
+            decoder_widths,
+            residual_channels,
+            pair_centring=pair_centring,
+            flows_at_t=flows_at_t,
+            synthesis_prelu=synthesis_prelu,
+            unbiased_std=head_norm_unbiased,
+            linspace_coords=linspace_coords,
+            reference_wiring=reference_attention_wiring,
         )
         self.propagation = BidirectionalPropagation(channels, num_blocks)
         self.decoder = ContinuousDecoder(
@@ -127,15 +183,15 @@ class STNO(nn.Module):
         ``precision``: ``"fp32"``, or ``"bf16"`` (matrix products and convolutions in bfloat16
         through autocast; flows, warping grids and the final image stay float32).
 
-        Outputs are clamped to [0, 1] in eval mode only: in training, pixels predicted outside
-        the range keep their gradient.
+        Outputs are clamped to [0, 1] in eval mode only (and unless ``clamp_output=False``): in
+        training, pixels predicted outside the range keep their gradient.
         """
         times, (H, W) = check_video_call(frames, times, out_size)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         with torch.autocast(frames.device.type, torch.bfloat16, enabled=precision == "bf16"):
             out = self._run(frames, times, (H, W), max_queries, pixels)
-        if not self.training:
+        if self.clamp_output and not self.training:
             out = out.clamp_(0, 1)  # in place: no extra full-size copy of every output frame
         return out
 
@@ -146,20 +202,34 @@ class STNO(nn.Module):
         ph, pw = (-h) % 8, (-w) % 8
         padded = frames
         if ph or pw:
-            padded = F.pad(
-                rearrange(frames, "b t c y x -> (b t) c y x"), (0, pw, 0, ph), mode="replicate"
-            )
+            # reflect needs the pad to be smaller than the image
+            mode = "reflect" if self.reflect_padding and ph < h and pw < w else "replicate"
+            padded = F.pad(rearrange(frames, "b t c y x -> (b t) c y x"), (0, pw, 0, ph), mode=mode)
             padded = rearrange(padded, "(b t) c y x -> b t c y x", b=b)
 
         motion = self.motion(padded, times)
         feats = self.propagation(
-            padded, motion.frames, motion.flow_01, motion.flow_10, motion.flow_t0, motion.flow_t1
+            padded,
+            motion.frames,
+            motion.flow_01,
+            motion.flow_10,
+            motion.flow_t0,
+            motion.flow_t1,
+            motion.flow_01_per_t,
+            motion.flow_10_per_t,
         )
-        feats = rearrange(feats[..., :h, :w], "b o c y x -> (b o) c y x")
         flat_pixels = None if pixels is None else rearrange(pixels, "b o q -> (b o) q")
-        out = full_precision(
-            self.decoder(feats, (H, W), max_queries or self.max_queries, flat_pixels)
-        )
+        if self.reflect_padding and (ph or pw):
+            if flat_pixels is not None:
+                raise ValueError("sampled-query decoding is not available with reflect_padding")
+            # decode the padded map at the padded target size, then crop: the reference's scripts
+            feats = rearrange(feats, "b o c y x -> (b o) c y x")
+            size = (round(H / h * (h + ph)), round(W / w * (w + pw)))
+            out = self.decoder(feats, size, max_queries or self.max_queries)[..., :H, :W]
+        else:
+            feats = rearrange(feats[..., :h, :w], "b o c y x -> (b o) c y x")
+            out = self.decoder(feats, (H, W), max_queries or self.max_queries, flat_pixels)
+        out = full_precision(out)
         if self.image_residual:
             lr = full_precision(self._interleave(frames, motion.frames[..., :h, :w]))
             if flat_pixels is None:
