@@ -46,6 +46,7 @@ def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
         max_queries=cfg.max_queries,
         device=device,
         progress=bool(cfg.progress),
+        overwrite=bool(cfg.get("overwrite", False)),
     )
     h, w = summary["input_size"]
     H, W = summary["output_size"]

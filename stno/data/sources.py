@@ -111,6 +111,7 @@ class FrameFolderSource(FrameSource):
         self.sequences = [
             (name, len(self._frames[name])) for name in sorted(self._frames, key=natural_key)
         ]
+        self.check_frame_sizes()
 
     def _discover(self, root: Path) -> None:
         for folder, _dirs, files in os.walk(root):
@@ -128,7 +129,38 @@ class FrameFolderSource(FrameSource):
     def read(self, name: str, indices: Sequence[int]) -> torch.Tensor:
         paths = self._frames[name]
         indices = _check_indices(name, indices, len(paths))
-        return torch.stack([read_image(paths[i]) for i in indices])
+        frames = [read_image(paths[i]) for i in indices]
+        for index, frame in zip(indices[1:], frames[1:]):
+            if frame.shape != frames[0].shape:
+                _raise_mixed_sizes(
+                    paths[indices[0]], tuple(frames[0].shape[-2:]), paths[index], frame.shape[-2:]
+                )
+        return torch.stack(frames)
+
+    def check_frame_sizes(self) -> None:
+        """Compare the first and last frame of every sequence (image headers only): frames of
+        different sizes cannot be stacked into clips. ``read`` checks the frames it reads."""
+        from PIL import Image
+
+        for paths in self._frames.values():
+            sizes = []
+            for path in (paths[0], paths[-1]):
+                try:
+                    with Image.open(path) as image:
+                        sizes.append(image.size[::-1])
+                except OSError as error:
+                    raise DataError(f"cannot read image {path}: {error}") from error
+            if sizes[0] != sizes[1]:
+                _raise_mixed_sizes(paths[0], sizes[0], paths[-1], sizes[1])
+
+
+def _raise_mixed_sizes(first: Path, first_size, other: Path, other_size) -> None:
+    """Frames of one sequence must share a size: say which folder and which two sizes."""
+    (h1, w1), (h2, w2) = first_size, other_size
+    raise DataError(
+        f"frames in {first.parent} differ in size: {first.name} is {w1}x{h1}, {other.name} is "
+        f"{w2}x{h2} (width x height); resize them to one size"
+    )
 
 
 class VideoFileSource(FrameSource):
