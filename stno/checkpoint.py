@@ -101,11 +101,12 @@ def _read_checkpoint(path: Path) -> dict:
 
 def _refusal(path: Path, error: Exception) -> str:
     """Why safe loading refused ``path``, in one line (torch's message spans paragraphs)."""
-    found = re.search(r"unsupported global:? GLOBAL (\S+)", str(error), re.IGNORECASE)
+    found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(error), re.IGNORECASE)
     if found:
         return (
             f"{path} holds Python objects ({found.group(1)}) that could run code when loaded: "
-            "refused; STNO checkpoints hold only tensors and plain values (use one written by stno-train)"
+            "safe (weights_only) loading refuses it; STNO checkpoints hold only tensors and plain "
+            "values (use one written by stno-train)"
         )
     return f"{path} is not a PyTorch checkpoint (corrupt, truncated, or another kind of file)"
 

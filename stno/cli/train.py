@@ -320,6 +320,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = instantiate_model(cfg.model)
+    # Bad data stops the run here, before loggers and checkpoints write anything.
+    training = cfg.get("train", True) and model.has_trainable_parameters
+    datamodule.setup("fit" if training else "validate")
     preset = model.hparams.preset or model.hparams.net["_target_"]
     if cfg.get("init_ckpt"):
         if resume_from is not None:

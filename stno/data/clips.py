@@ -194,9 +194,10 @@ def _windows(source: FrameSource, length: int, stride: int) -> list[tuple[str, i
     windows = []
     for name, count in source.sequences:
         if count < length:
+            described = source.describe(name) if hasattr(source, "describe") else None
             raise DataError(
-                f"sequence {name!r} has {count} frames but a clip needs {length} consecutive frames "
-                "(use longer sequences or a smaller window)"
+                f"{described or f'sequence {name!r} has {count} frames'} but a clip needs "
+                f"{length} consecutive frames (use longer sequences or a smaller window)"
             )
         windows.extend((name, start) for start in range(0, count - length + 1, stride))
     return windows

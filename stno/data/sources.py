@@ -74,6 +74,10 @@ class FrameSource:
     def read(self, name: str, indices: Sequence[int]) -> torch.Tensor:
         raise NotImplementedError
 
+    def describe(self, name: str) -> str:
+        """A sequence and its length, as error messages name it."""
+        return f"sequence {name!r} has {self.num_frames(name)} frames"
+
     def num_frames(self, name: str) -> int:
         for seq_name, count in self.sequences:
             if seq_name == name:
@@ -304,7 +308,9 @@ class SequenceSubset(FrameSource):
     ``i`` of the view is frame ``start + i`` of the source.
     """
 
-    def __init__(self, source: FrameSource, ranges: dict[str, tuple[int, int]]) -> None:
+    def __init__(
+        self, source: FrameSource, ranges: dict[str, tuple[int, int]], role: str | None = None
+    ) -> None:
         counts = dict(source.sequences)
         for name, (start, stop) in ranges.items():
             if name not in counts:
@@ -314,6 +320,7 @@ class SequenceSubset(FrameSource):
                     f"bad frame range {start}..{stop} for {name!r} ({counts[name]} frames)"
                 )
         self.source = source
+        self.role = role  # "training" / "validation" part of a split, for messages
         self.ranges = dict(ranges)
         self.sequences = [(name, stop - start) for name, (start, stop) in self.ranges.items()]
 
@@ -321,6 +328,17 @@ class SequenceSubset(FrameSource):
         start, stop = self.ranges[name]
         indices = _check_indices(name, indices, stop - start)
         return self.source.read(name, [start + i for i in indices])
+
+    def describe(self, name: str) -> str:
+        start, stop = self.ranges[name]
+        total = self.source.num_frames(name)
+        if (start, stop) == (0, total):
+            return self.source.describe(name)
+        part = f"its {self.role} part" if self.role else "the part used"
+        return (
+            f"sequence {name!r} has {total} frames, {part} (frames {start}..{stop - 1}, after the "
+            f"train/validation split of data.val_fraction) has {stop - start}"
+        )
 
     def __repr__(self) -> str:
         return f"SequenceSubset({self.source!r}, {self.ranges})"
@@ -352,4 +370,4 @@ def split_sequences(
             )
         train = {name: (0, boundary)}
         val = {name: (boundary, count)}
-    return SequenceSubset(source, train), SequenceSubset(source, val)
+    return SequenceSubset(source, train, "training"), SequenceSubset(source, val, "validation")

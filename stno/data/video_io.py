@@ -95,8 +95,9 @@ def _decoded_frames(path: Path):
         container.close()
     if declared and decoded < declared:
         raise DataError(
-            f"video {path} ends early: its container declares {declared} frames but decoding "
-            f"stopped at frame {decoded} (truncated or corrupt file); re-encode or replace it"
+            f"video {path} ends early at frame {decoded}: its container declares {declared} "
+            f"frames, only {decoded} could be decoded (truncated or corrupt file); re-encode or "
+            "replace it"
         )
     if not declared and str(path) not in _UNCHECKED_COUNT_WARNED:
         _UNCHECKED_COUNT_WARNED.add(str(path))
