@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from stno.checkpoint import atomic_torch_save, remove_orphan_temporaries
 from stno.cli.train import train
 from stno.data.sampling import ResumableSampler, SeededIndex
 
@@ -25,11 +26,10 @@ TINY_DATA = [
 ]
 
 
-def _overrides(max_steps: int, every: int, workers: int = 0) -> list[str]:
+def _overrides(max_steps: int, every: int, workers: int = 0, val_every: int = 1000) -> list[str]:
     return [
-        "trainer=cpu",
         f"trainer.max_steps={max_steps}",
-        "trainer.val_check_interval=1000",
+        f"trainer.val_check_interval={val_every}",
         "trainer.limit_val_batches=1",
         "trainer.log_every_n_steps=1",
         f"callbacks.last_checkpoint.every_n_train_steps={every}",
@@ -84,10 +84,11 @@ def test_stopped_and_resumed_run_matches_an_uninterrupted_one(train_config, tmp_
     # The learning-rate schedule spans 24 steps in both runs (its length follows max_steps).
     schedule = ["model.scheduler.T_max=24"]
     uninterrupted, resumed = tmp_path / "uninterrupted", tmp_path / "resumed"
-    train(train_config(_overrides(24, every=5) + schedule, output_dir=uninterrupted))
-    train(train_config(_overrides(12, every=5) + schedule, output_dir=resumed))
+    cpu = ["trainer=cpu", *schedule]
+    train(train_config(_overrides(24, every=5) + cpu, output_dir=uninterrupted))
+    train(train_config(_overrides(12, every=5) + cpu, output_dir=resumed))
     assert _weights(resumed)[0] == 12  # the final step, not the last multiple of 5
-    train(train_config(_overrides(24, every=5) + schedule, output_dir=resumed))
+    train(train_config(_overrides(24, every=5) + cpu, output_dir=resumed))
     step_a, weights_a = _weights(uninterrupted)
     step_b, weights_b = _weights(resumed)
     assert step_a == step_b == 24
@@ -96,11 +97,46 @@ def test_stopped_and_resumed_run_matches_an_uninterrupted_one(train_config, tmp_
 
 def test_last_checkpoint_holds_the_final_step(train_config, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    train(train_config(_overrides(7, every=5), output_dir=run_dir))
+    orphan = run_dir / "checkpoints" / ".last.ckpt.999999999.tmp"  # left by a killed writer
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"torn")
+    train(train_config(_overrides(7, every=5) + ["trainer=cpu"], output_dir=run_dir))
+    assert not orphan.exists()
     assert _weights(run_dir)[0] == 7
     assert f"Last checkpoint: {(run_dir / 'checkpoints' / 'last.ckpt').resolve()} (step 7)" in (
         capsys.readouterr().out
     )
+
+
+def test_checkpoints_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append("replace") or real_replace(a, b))
+    atomic_torch_save({"global_step": 1}, tmp_path / "last.ckpt")
+    assert events[:2] == ["fsync", "replace"]
+    live = tmp_path / f".last.ckpt.{os.getppid()}.tmp"  # a writer that is still running
+    dead = tmp_path / ".best.ckpt.999999999.tmp"
+    live.write_bytes(b"")
+    dead.write_bytes(b"")
+    assert remove_orphan_temporaries(tmp_path) == [dead]
+    assert live.exists() and (tmp_path / "last.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_ddp_run_stopped_and_resumed_matches_an_uninterrupted_one(train_config, tmp_path):
+    # Validation at the final steps: no validation after training, which with ddp_spawn and
+    # the CSV logger fails in Lightning's CSV writer (also before this change).
+    ddp = ["trainer=ddp_cpu", "model.scheduler.T_max=8"]
+    uninterrupted, resumed = tmp_path / "uninterrupted", tmp_path / "resumed"
+    train(train_config(_overrides(8, every=3, val_every=4) + ddp, output_dir=uninterrupted))
+    train(train_config(_overrides(4, every=3, val_every=4) + ddp, output_dir=resumed))
+    assert _weights(resumed)[0] == 4
+    train(train_config(_overrides(8, every=3, val_every=4) + ddp, output_dir=resumed))
+    step_a, weights_a = _weights(uninterrupted)
+    step_b, weights_b = _weights(resumed)
+    assert step_a == step_b == 8
+    _assert_same_weights(weights_a, weights_b)
 
 
 def _command(run_dir: Path, max_steps: int, workers: int) -> list[str]:
@@ -109,6 +145,7 @@ def _command(run_dir: Path, max_steps: int, workers: int) -> list[str]:
         "-m",
         "stno.cli.train",
         f"hydra.run.dir={run_dir}",
+        "trainer=cpu",
         *_overrides(max_steps, every=4, workers=workers),
     ]
 

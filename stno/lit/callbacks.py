@@ -124,4 +124,6 @@ class LogProgressBar(ProgressBar):
             for name in ("val/psnr_y", "val/bicubic_psnr_y", "val/ssim_y")
             if name in metrics
         )
-        self._say(f"validation at step {trainer.global_step}: {shown}")
+        # Outside fit (the final validation, in the main process under ddp_spawn) the step is unknown.
+        where = f"at step {trainer.global_step}" if trainer.state.fn == "fit" else "(final)"
+        self._say(f"validation {where}: {shown}")
