@@ -174,12 +174,10 @@ class FrameReader:
             for index in range(self.num_frames):
                 frame = self._source.read(self._name, [index])[0]
                 if tuple(frame.shape[-2:]) != self.size:
-                    raise DataError(
-                        f"frames of {self.path} differ in size: "
-                        f"{self._source.frame_paths(self._name)[index].name} is "
-                        f"{frame.shape[-1]}x{frame.shape[-2]}, the first frame "
-                        f"{self.size[1]}x{self.size[0]} (width x height); resize them to one size"
-                    )
+                    from stno.data.sources import _raise_mixed_sizes
+
+                    paths = self._source.frame_paths(self._name)
+                    _raise_mixed_sizes(paths[0], self.size, paths[index], frame.shape[-2:])
                 yield frame
             return
         from stno.data.video_io import _decoded_frames

@@ -128,7 +128,7 @@ CASES = {
     "infer: mixed frame sizes": Case(
         "infer",
         _infer("input={in}/mixed"),
-        "mixed differ in size: 006.png is 100x64, the first frame 96x64",
+        "mixed differ in size: 000.png is 96x64, 006.png is 100x64",
         "result.mp4",
     ),
     "infer: checkpoint that runs code": Case(
