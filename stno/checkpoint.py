@@ -30,6 +30,8 @@ __all__ = [
     "load_network",
     "build_network",
     "save_network_checkpoint",
+    "read_training_checkpoint",
+    "remove_orphan_temporaries",
     "network_for",
     "resolve_device",
     "set_threads",
@@ -91,19 +93,38 @@ def _read_checkpoint(path: Path) -> dict:
     except (
         Exception
     ) as error:  # torch raises KeyError, RuntimeError, UnpicklingError, ... on bad files
-        message = str(error)
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
-        if found:
-            raise CheckpointError(
-                f"{path} stores Python objects ({found.group(1)}) that safe (weights_only) loading refuses; "
-                "STNO checkpoints hold only tensors and plain containers"
-            ) from error
-        first = message.strip().splitlines()[0] if message.strip() else type(error).__name__
-        raise CheckpointError(
-            f"{path} is not a PyTorch checkpoint (corrupt or another file type): {first[:160]}"
-        ) from error
+        raise CheckpointError(_refusal(path, error)) from error
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"{path} is not an STNO checkpoint (no 'state_dict')")
+    return checkpoint
+
+
+def _refusal(path: Path, error: Exception) -> str:
+    """Why safe loading refused ``path``, in one line (torch's message spans paragraphs)."""
+    found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(error), re.IGNORECASE)
+    if found:
+        return (
+            f"{path} holds Python objects ({found.group(1)}) that could run code when loaded: "
+            "safe (weights_only) loading refuses it; STNO checkpoints hold only tensors and plain "
+            "values (use one written by stno-train)"
+        )
+    return f"{path} is not a PyTorch checkpoint (corrupt, truncated, or another kind of file)"
+
+
+def read_training_checkpoint(path: str | os.PathLike) -> dict:
+    """A full training checkpoint of ``stno-train`` (to resume from), read safely.
+
+    Raises:
+        CheckpointNotFoundError / CheckpointError: no such file, refused by safe loading, not a
+        checkpoint, or a weights-only checkpoint (no optimizer and loop state to resume).
+    """
+    path = Path(path).expanduser()
+    checkpoint = _read_checkpoint(path)
+    if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
+        raise CheckpointError(
+            f"{path} holds weights only, no training state to resume (optimizer, step); "
+            f"start a new run from its weights with init_ckpt={path}"
+        )
     return checkpoint
 
 
@@ -280,18 +301,69 @@ def save_network_checkpoint(
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it into place.
 
-    A process killed while saving leaves the previous complete file (or none), never a torn one.
+    A process killed while saving leaves the previous complete file (or none), never a torn one;
+    the data is flushed to disk (``fsync``) before the rename, so a power loss cannot leave an
+    empty file under the final name either. A killed writer's ``.<name>.<pid>.tmp`` is removed
+    by :func:`remove_orphan_temporaries`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
     try:
         torch.save(obj, temporary)
+        with open(temporary, "rb") as handle:  # on disk before the rename makes it the file
+            os.fsync(handle.fileno())
         os.replace(temporary, path)
+        _fsync_folder(path.parent)
     finally:
         if temporary.exists():
             temporary.unlink()
     return path
+
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the OS allows opening a folder)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def remove_orphan_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete ``.<name>.<pid>.tmp`` files that :func:`atomic_torch_save` left when killed.
+
+    Only files of processes that are no longer running are removed. Returns the removed paths.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for candidate in folder.glob(f".*{TEMPORARY_SUFFIX}"):
+        pid = candidate.name[: -len(TEMPORARY_SUFFIX)].rsplit(".", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _process_exists(int(pid)):
+            continue
+        candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 BASELINE_MODEL = "bicubic_blend"

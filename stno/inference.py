@@ -173,30 +173,21 @@ class FrameReader:
             raise DataError(f"{self.path} has {self.num_frames} frame(s); need at least 2 frames")
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        """Frames in order; a frame of another size, or a video that ends early, is a DataError."""
         if self._source is not None:
             for index in range(self.num_frames):
-                yield self._source.read(self._name, [index])[0]
-            return
-        import av
+                frame = self._source.read(self._name, [index])[0]
+                if tuple(frame.shape[-2:]) != self.size:
+                    from stno.data.sources import _raise_mixed_sizes
 
-        try:
-            container = av.open(str(self.path))
-        except (av.error.FFmpegError, UnicodeDecodeError) as error:
-            raise DataError(f"cannot open video {self.path}: {error}") from error
-        try:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            try:
-                for frame in container.decode(stream):
-                    yield (
-                        torch.from_numpy(frame.to_ndarray(format="rgb24"))
-                        .permute(2, 0, 1)
-                        .contiguous()
-                    )
-            except av.error.FFmpegError as error:
-                raise DataError(f"corrupt video {self.path}: {error}") from error
-        finally:
-            container.close()
+                    paths = self._source.frame_paths(self._name)
+                    _raise_mixed_sizes(paths[0], self.size, paths[index], frame.shape[-2:])
+                yield frame
+            return
+        from stno.data.video_io import _decoded_frames
+
+        for frame in _decoded_frames(self.path):
+            yield torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).contiguous()
 
 
 def open_frames(path: str | os.PathLike, fps: float | None = None) -> FrameReader:
@@ -259,9 +250,14 @@ class _FolderSink:
         self.count += frames.shape[0]
 
     def close(self) -> None:
+        previous = None
         if self.path.exists():
-            self.path.rmdir()  # only an empty folder may be replaced (checked before the run)
+            # Replaced only when empty, or holding only frames with overwrite=true (checked before).
+            previous = self.path.with_name(f".{self.path.name}.previous-{os.getpid()}")
+            os.replace(self.path, previous)
         os.replace(self.temporary, self.path)
+        if previous is not None:
+            shutil.rmtree(previous)
 
     def abort(self) -> None:
         shutil.rmtree(self.temporary, ignore_errors=True)
@@ -364,8 +360,12 @@ class BackgroundSink:
         self.sink.abort()
 
 
-def _check_output(output: Path, input_path: Path) -> str:
-    """'video' or 'folder'; raises a clear error when the output cannot be written."""
+def _check_output(output: Path, input_path: Path, overwrite: bool = False) -> str:
+    """'video' or 'folder'; raises a clear error when the output cannot be written.
+
+    An existing output is refused unless ``overwrite`` (a folder then only when it holds frame
+    images only). Writing is tried in the output's folder now, before any frame is computed.
+    """
     if output.resolve() == input_path.resolve():
         raise ValueError(f"output {output} is the input; choose another output path")
     suffix = output.suffix.lower()
@@ -373,12 +373,25 @@ def _check_output(output: Path, input_path: Path) -> str:
         kind = "video"
         if output.is_dir():
             raise ValueError(f"output {output} is a folder; give a file name such as out.mp4")
+        if output.exists() and not overwrite:
+            raise FileExistsError(
+                f"output {output} already exists; pass overwrite=true to replace it, or choose another"
+            )
     elif suffix == "":
         kind = "folder"
-        if output.exists() and (not output.is_dir() or any(output.iterdir())):
-            raise ValueError(
-                f"output folder {output} already exists and is not empty; remove it or choose another"
-            )
+        if output.exists() and not output.is_dir():
+            raise ValueError(f"output {output} is a file; give a folder name or a video file name")
+        if output.exists() and any(output.iterdir()):
+            if not overwrite:
+                raise FileExistsError(
+                    f"output folder {output} already exists and is not empty; pass overwrite=true "
+                    "to replace it, or choose another"
+                )
+            if any(not _is_frame_file(entry) for entry in output.iterdir()):
+                raise ValueError(
+                    f"output folder {output} holds other files than frame images: not replaced "
+                    "even with overwrite=true; remove it or choose another"
+                )
     else:
         raise ValueError(
             f"output {output}: unknown kind '{suffix}'; give a video ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) "
@@ -391,7 +404,19 @@ def _check_output(output: Path, input_path: Path) -> str:
         )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {output}: folder {parent} is not writable")
+    probe = parent / f".{output.name}.probe-{os.getpid()}"
+    try:
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as error:
+        raise PermissionError(
+            f"cannot write {output}: creating a file in {parent} fails ({error.strerror or error})"
+        ) from error
     return kind
+
+
+def _is_frame_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 @torch.no_grad()
@@ -410,6 +435,7 @@ def upscale_video(
     device: str | torch.device = "cpu",
     progress: bool = True,
     on_start: Callable[[dict[str, Any]], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Upscale a video (file or frame folder) in space and time, streaming, writing atomically.
 
@@ -425,6 +451,7 @@ def upscale_video(
         max_queries: target pixels decoded at once (memory bound; same result as unchunked).
         on_start: called with the plan (frames, sizes, fps) once the input and output are checked,
             before any frame is computed.
+        overwrite: replace an existing output (else it is an error, raised before any work).
     Returns:
         a summary dict: input/output frame counts, sizes, fps, seconds.
     """
@@ -440,7 +467,7 @@ def upscale_video(
     _check_window(window, context)
     input_path, output_path = Path(input_path).expanduser(), Path(output_path).expanduser()
     reader = FrameReader(input_path, input_fps)
-    kind = _check_output(output_path, input_path)
+    kind = _check_output(output_path, input_path, overwrite)
     height, width = reader.size
     out_h, out_w = output_size_for(reader.size, space_scale, out_size)
     out_fps = float(fps) if fps else reader.fps * time_scale

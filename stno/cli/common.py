@@ -42,6 +42,7 @@ USER_ERROR_TYPES: tuple[type[BaseException], ...] = (
     NotADirectoryError,
     IsADirectoryError,
     PermissionError,
+    FileExistsError,
 )
 
 
@@ -55,11 +56,21 @@ def _hydra_config_errors() -> tuple[type[BaseException], ...]:
 
 
 def first_line(error: BaseException) -> str:
-    """The error's message on one line (the first non-empty line, or its type name)."""
-    for line in str(error).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(error).__name__
+    """The error's message on one line (the first non-empty line, or its type name).
+
+    An error re-raised from a DataLoader worker carries the worker's traceback in its message:
+    its own message is the last line. A missing mandatory config value names its key.
+    """
+    from omegaconf.errors import MissingMandatoryValue
+
+    if isinstance(error, MissingMandatoryValue) and getattr(error, "full_key", None):
+        return f"{error.full_key}= is required: give it on the command line ({error.full_key}=...)"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "Original Traceback" in lines[1]:
+        last = lines[-1]
+        name, _, message = last.partition(": ")
+        return message if message and " " not in name else last
+    return lines[0] if lines else type(error).__name__
 
 
 def one_line_errors(program: str) -> Callable[[F], F]:
@@ -90,10 +101,20 @@ def one_line_errors(program: str) -> Callable[[F], F]:
 
 
 def root_cause(error: BaseException) -> BaseException:
-    """The innermost user error behind Hydra's wrapping (InstantiationException and friends)."""
+    """The user error behind Hydra's wrapping (InstantiationException and friends).
+
+    Only Hydra's and OmegaConf's wrappers are looked through: an error of ours (a DataError
+    raised from PyAV's error, say) already says what went wrong, its cause would not.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    wrappers = (HydraException, OmegaConfBaseException)
     seen = set()
     current = error
-    while id(current) not in seen:
+    while id(current) not in seen and isinstance(current, wrappers):
+        if isinstance(current, MissingMandatoryValue):
+            break
         seen.add(id(current))
         inner = current.__cause__ or current.__context__
         if inner is None or not isinstance(inner, USER_ERROR_TYPES + _hydra_config_errors()):

@@ -51,6 +51,7 @@ def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
         on_start=lambda plan: print(
             f"stno-infer: {model_name} on {device}, {precision_line}", file=sys.stderr, flush=True
         ),
+        overwrite=bool(cfg.get("overwrite", False)),
     )
     h, w = summary["input_size"]
     H, W = summary["output_size"]

@@ -17,8 +17,11 @@ wall time), which the sweep summary (`stno.cli.sweep`) tabulates.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
+from stno.checkpoint import (
+    CheckpointError,
+    _read_checkpoint,
+    read_training_checkpoint,
+    remove_orphan_temporaries,
+)
 from stno.cli.common import UserError, config_dir, one_line_errors
 from stno.cli.sweep import write_result
 from stno.lit import STNOLitModule
@@ -37,11 +46,54 @@ from stno.lit.module import VALIDATED_STEP
 
 LAST_CHECKPOINT = "last.ckpt"
 
+log = logging.getLogger("stno.train")
+# Set by `configure_logging` (the `stno-train` command): `say` logs (console and train.log).
+_LOG_LINES = False
+
 
 @rank_zero_only
 def say(message: str) -> None:
-    """Print one line on the main process only (DDP starts one process per device)."""
-    print(message, flush=True)
+    """One line on the main process only (DDP starts one process per device): logged by the
+    `stno-train` command (console and `train.log`), printed when `train` is called directly."""
+    if _LOG_LINES:
+        log.info(message)
+    else:
+        print(message, flush=True)
+
+
+class _DropTips(logging.Filter):
+    """Lightning's advertisements ("Tip: try installing litlogger ...") are not run information."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: For seamless" not in record.getMessage()
+
+
+def configure_logging() -> None:
+    """Lightning's messages into the run's log (Hydra's handlers: console and `train.log`),
+    and known harmless messages silenced where they come from."""
+    global _LOG_LINES
+    _LOG_LINES = bool(logging.getLogger().handlers)
+    for name in ("pytorch_lightning", "lightning_fabric"):
+        lightning_log = logging.getLogger(name)
+        if _LOG_LINES:
+            # Lightning adds its own console handler when imported before logging is set up.
+            for handler in list(lightning_log.handlers):
+                lightning_log.removeHandler(handler)
+            lightning_log.propagate = True
+    silence_known_messages()
+
+
+def silence_known_messages() -> None:
+    """Messages that say nothing about the run: Lightning's tips, a deprecation inside it."""
+    rank_zero_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in rank_zero_log.filters):
+        rank_zero_log.addFilter(_DropTips())
+    # ClipDataModule resumes mid-epoch exactly (its state_dict), which Lightning cannot see.
+    warnings.filterwarnings(
+        "ignore", message=r"You're resuming from a checkpoint that ended before"
+    )
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=DeprecationWarning)
 
 
 def instantiate_model(model_cfg: DictConfig) -> STNOLitModule:
@@ -64,8 +116,57 @@ def instantiate_group(group_cfg: DictConfig | None) -> list[Any]:
 
 
 def checkpoint_global_step(path: Path) -> int:
+    """Global step stored in a checkpoint this run wrote."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     return int(checkpoint.get("global_step", 0))
+
+
+def check_resume_checkpoint(path: Path, training: bool = True) -> int:
+    """Read a checkpoint to resume from safely, before anything is written; its global step.
+
+    A file that is not a training checkpoint of stno-train, or that safe loading refuses (it
+    holds objects that could run code), is a one-line error here, not a traceback in Lightning.
+    """
+    try:
+        checkpoint = read_training_checkpoint(path) if training else _read_checkpoint(Path(path))
+    except CheckpointError as error:
+        raise UserError(f"cannot {'resume' if training else 'validate'}: {error}") from error
+    return int(checkpoint.get("global_step", 0))
+
+
+def check_wandb_login(cfg: DictConfig) -> None:
+    """`logger=wandb` online needs W&B credentials: without them say how to log in or go offline.
+
+    Checked before the run starts (W&B would stop it later with a traceback, or wait for a
+    login prompt). Credentials: `WANDB_API_KEY`, `WANDB_IDENTITY_TOKEN_FILE`, or a netrc entry
+    for the W&B host (what `wandb login` writes).
+    """
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if (
+        wandb_cfg is None
+        or wandb_cfg.get("offline")
+        or wandb_cfg.get("mode") in ("offline", "disabled")
+    ):
+        return
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+        return
+    if os.environ.get("WANDB_DISABLED", "").lower() in ("true", "1"):
+        return
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return
+    import netrc
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        if netrc.netrc(os.environ.get("NETRC")).authenticators(host):
+            return
+    except (OSError, netrc.NetrcParseError):
+        pass
+    raise UserError(
+        "logger=wandb: not logged in to Weights & Biases; run `wandb login` (or set WANDB_API_KEY), "
+        "or log offline with logger.wandb.offline=true and upload later with `wandb sync`"
+    )
 
 
 def resolve_resume_target(
@@ -200,15 +301,28 @@ def train(cfg: DictConfig) -> dict[str, float]:
     `<output_dir>/result.json` (on the main process).
     """
     started = time.monotonic()
+    silence_known_messages()
     cfg = prepare_run_config(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
     # Before anything writes files: a resume request with nothing to resume stops here.
     resume_from = find_resume_checkpoint(cfg, checkpoint_dir)
+    resume_step = (
+        check_resume_checkpoint(resume_from, training=bool(cfg.get("train", True)))
+        if resume_from is not None
+        else None
+    )
+    check_wandb_login(cfg)
+    if rank_zero_only.rank == 0:
+        # A writer killed while saving (kill -9, power loss) leaves its temporary file behind.
+        remove_orphan_temporaries(checkpoint_dir)
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = instantiate_model(cfg.model)
+    # Bad data stops the run here, before loggers and checkpoints write anything.
+    training = cfg.get("train", True) and model.has_trainable_parameters
+    datamodule.setup("fit" if training else "validate")
     preset = model.hparams.preset or model.hparams.net["_target_"]
     if cfg.get("init_ckpt"):
         if resume_from is not None:
@@ -228,7 +342,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         say(f"{preset} has no trainable parameters: skipping training, validating only")
     elif cfg.get("train", True):
         if resume_from is not None:
-            say(f"Resuming from {resume_from} (global step {checkpoint_global_step(resume_from)})")
+            say(f"Resuming from {resume_from} (global step {resume_step})")
+            # The checkpoint folder of a resumed run is expected to hold checkpoints.
+            warnings.filterwarnings(
+                "ignore", message=r"Checkpoint directory .* exists and is not empty"
+            )
         if not trainer.fast_dev_run:
             say(f"Checkpoints: {checkpoint_dir.resolve()} (last.ckpt, best by val/psnr_y)")
         trainer.fit(
@@ -243,8 +361,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if not _saves_last_checkpoint(trainer, checkpoint_dir):
                 trainer.save_checkpoint(last)
             # Spawned DDP trains in child processes: the main process only sees the checkpoint.
-            final_step = max(final_step, checkpoint_global_step(last) if last.is_file() else 0)
-            say(f"Last checkpoint: {last.resolve()} (step {final_step})")
+            saved_step = checkpoint_global_step(last) if last.is_file() else None
+            final_step = max(final_step, saved_step or 0)
+            if saved_step is None:
+                say(f"No last checkpoint was written to {last.resolve()}")
+            else:
+                say(f"Last checkpoint: {last.resolve()} (step {saved_step})")
+                if saved_step != final_step:
+                    say(
+                        f"Warning: {last.name} holds step {saved_step}, training ended at step {final_step}"
+                    )
 
     validated_step = trainer.callback_metrics.get(VALIDATED_STEP, model.last_validated_step)
     if (
@@ -346,6 +472,7 @@ def finish_wandb(loggers: list[Any]) -> None:
 @one_line_errors("stno-train")
 def run(cfg: DictConfig) -> float | None:
     """The Hydra task: train, then return `cfg.optimized_metric` (what Optuna maximises)."""
+    configure_logging()
     metrics = train(cfg)
     name = cfg.get("optimized_metric")
     if not name:

@@ -17,9 +17,11 @@ Two sampling modes:
   The space scale and the timestamps are drawn once per batch by its ``collate_fn``
   (a ``ContinuousCollate``), so one batch keeps one shape.
 
-Randomness (crops, flips, rotations, reversal, scales, timestamps) comes from a
-``torch.Generator`` per DataLoader worker, seeded from the worker's seed (itself drawn from
-the main process's seeded RNG), or from ``seed`` without workers: runs are reproducible.
+Randomness (crops, flips, rotations, reversal, scales, timestamps): in training, each sample's
+draws come from the seed its index carries (``stno.data.sampling.SeededIndex``, a function of
+seed, epoch, rank and index), so a resumed run draws what an uninterrupted one would, with any
+number of workers. Indexed with plain ints, a ``torch.Generator`` per DataLoader worker is used,
+seeded from the worker's seed, or from ``seed`` without workers: runs are reproducible.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from stno.data.sampling import draw_seed, sample_generator
 from stno.data.sources import FrameSource
 from stno.data.video_io import DataError
 from stno.imresize import imresize
@@ -209,14 +212,16 @@ def _windows(
         windows.extend((name, start) for start in starts)
     if not windows:
         name, count = max(source.sequences, key=lambda item: item[1])
+        described = source.describe(name) if hasattr(source, "describe") else None
+        others = " (the longest of its sequences)" if len(source.sequences) > 1 else ""
         raise DataError(
-            f"no sequence is long enough for a clip of {length} consecutive frames (the longest, "
-            f"{name!r}, has {count}): use longer videos or a smaller window"
+            f"{described or f'sequence {name!r} has {count} frames'}{others} but a clip needs "
+            f"{length} consecutive frames (use longer sequences or a smaller window)"
         )
     dropped = getattr(source, "windows_dropped", None)
     if dropped is not None:
-        lost, whole = dropped(length, stride)
-        log.info("%d of %d windows dropped: they span a scene cut", lost, whole)
+        lost, whole = dropped(length)
+        log.info("scene cuts: %d of %d windows (at stride 1) span a cut and are left out", lost, whole)
     return windows
 
 
@@ -389,7 +394,10 @@ class ContinuousClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         # reversal maps the grid t = i/(window-1) onto itself
         name, start, hr = _read_window(self, index)
-        return {"hr_window": hr, "name": name, "start": start}
+        item = {"hr_window": hr, "name": name, "start": start}
+        if getattr(index, "seed", None) is not None:  # the batch's draws follow its samples' seeds
+            item["seed"] = index.seed
+        return item
 
 
 class ContinuousCollate:
@@ -443,7 +451,10 @@ class ContinuousCollate:
 
     def _batch_generator(self, samples: Sequence[dict]) -> torch.Generator:
         if self.random_draws:
-            return self._generator.get()
+            seeds = [s.get("seed") for s in samples]
+            if None in seeds:
+                return self._generator.get()
+            return torch.Generator().manual_seed(draw_seed(1, *seeds))
         # Validation: the draws depend only on the batch's clips, so every epoch sees the same.
         key = "|".join(f"{s.get('name')}:{s.get('start')}" for s in samples)
         return torch.Generator().manual_seed((self.seed or 0) ^ zlib.crc32(key.encode()))
@@ -491,7 +502,7 @@ def _read_window(dataset, index: int) -> tuple[str, int, torch.Tensor]:
     ``dataset.augment``; shared by the fixed and continuous datasets."""
     name, start = dataset.windows[index]
     frames = dataset.source.read(name, range(start, start + dataset.window))
-    generator = dataset._generator.get() if dataset.augment else None
+    generator = (sample_generator(index) or dataset._generator.get()) if dataset.augment else None
     if dataset.hr_patch is not None:
         frames = _random_crop(frames, dataset.hr_patch, dataset.hr_patch, generator)
     hr = frames.float() / 255.0

@@ -74,6 +74,10 @@ class FrameSource:
     def read(self, name: str, indices: Sequence[int]) -> torch.Tensor:
         raise NotImplementedError
 
+    def describe(self, name: str) -> str:
+        """A sequence and its length, as error messages name it."""
+        return f"sequence {name!r} has {self.num_frames(name)} frames"
+
     def num_frames(self, name: str) -> int:
         for seq_name, count in self.sequences:
             if seq_name == name:
@@ -111,6 +115,7 @@ class FrameFolderSource(FrameSource):
         self.sequences = [
             (name, len(self._frames[name])) for name in sorted(self._frames, key=natural_key)
         ]
+        self.check_frame_sizes()
 
     def _discover(self, root: Path) -> None:
         for folder, _dirs, files in os.walk(root):
@@ -128,7 +133,38 @@ class FrameFolderSource(FrameSource):
     def read(self, name: str, indices: Sequence[int]) -> torch.Tensor:
         paths = self._frames[name]
         indices = _check_indices(name, indices, len(paths))
-        return torch.stack([read_image(paths[i]) for i in indices])
+        frames = [read_image(paths[i]) for i in indices]
+        for index, frame in zip(indices[1:], frames[1:]):
+            if frame.shape != frames[0].shape:
+                _raise_mixed_sizes(
+                    paths[indices[0]], tuple(frames[0].shape[-2:]), paths[index], frame.shape[-2:]
+                )
+        return torch.stack(frames)
+
+    def check_frame_sizes(self) -> None:
+        """Compare the first and last frame of every sequence (image headers only): frames of
+        different sizes cannot be stacked into clips. ``read`` checks the frames it reads."""
+        from PIL import Image
+
+        for paths in self._frames.values():
+            sizes = []
+            for path in (paths[0], paths[-1]):
+                try:
+                    with Image.open(path) as image:
+                        sizes.append(image.size[::-1])
+                except OSError as error:
+                    raise DataError(f"cannot read image {path}: {error}") from error
+            if sizes[0] != sizes[1]:
+                _raise_mixed_sizes(paths[0], sizes[0], paths[-1], sizes[1])
+
+
+def _raise_mixed_sizes(first: Path, first_size, other: Path, other_size) -> None:
+    """Frames of one sequence must share a size: say which folder and which two sizes."""
+    (h1, w1), (h2, w2) = first_size, other_size
+    raise DataError(
+        f"frames in {first.parent} differ in size: {first.name} is {w1}x{h1}, {other.name} is "
+        f"{w2}x{h2} (width x height); resize them to one size"
+    )
 
 
 class VideoFileSource(FrameSource):
@@ -292,7 +328,9 @@ class SequenceSubset(FrameSource):
     ``i`` of the view is frame ``start + i`` of the source.
     """
 
-    def __init__(self, source: FrameSource, ranges: dict[str, tuple[int, int]]) -> None:
+    def __init__(
+        self, source: FrameSource, ranges: dict[str, tuple[int, int]], role: str | None = None
+    ) -> None:
         counts = dict(source.sequences)
         for name, (start, stop) in ranges.items():
             if name not in counts:
@@ -302,6 +340,7 @@ class SequenceSubset(FrameSource):
                     f"bad frame range {start}..{stop} for {name!r} ({counts[name]} frames)"
                 )
         self.source = source
+        self.role = role  # "training" / "validation" part of a split, for messages
         self.ranges = dict(ranges)
         self.sequences = [(name, stop - start) for name, (start, stop) in self.ranges.items()]
 
@@ -309,6 +348,17 @@ class SequenceSubset(FrameSource):
         start, stop = self.ranges[name]
         indices = _check_indices(name, indices, stop - start)
         return self.source.read(name, [start + i for i in indices])
+
+    def describe(self, name: str) -> str:
+        start, stop = self.ranges[name]
+        total = self.source.num_frames(name)
+        if (start, stop) == (0, total):
+            return self.source.describe(name)
+        part = f"its {self.role} part" if self.role else "the part used"
+        return (
+            f"sequence {name!r} has {total} frames, {part} (frames {start}..{stop - 1}, after the "
+            f"train/validation split of data.val_fraction) has {stop - start}"
+        )
 
     def __repr__(self) -> str:
         return f"SequenceSubset({self.source!r}, {self.ranges})"
@@ -340,4 +390,4 @@ def split_sequences(
             )
         train = {name: (0, boundary)}
         val = {name: (boundary, count)}
-    return SequenceSubset(source, train), SequenceSubset(source, val)
+    return SequenceSubset(source, train, "training"), SequenceSubset(source, val, "validation")

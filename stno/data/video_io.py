@@ -6,6 +6,7 @@ MP4 files returns corrupt or shifted frames, and exact frame indices matter for 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from fractions import Fraction
@@ -55,7 +56,10 @@ def _open_input(path: Path):
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot open video {path}: {error} (is it a video file?)") from error
+        reason = getattr(error, "strerror", None) or error
+        raise DataError(
+            f"cannot open video {path}: {reason} (is it a video file, complete and not corrupt?)"
+        ) from error
     if not container.streams.video:
         container.close()
         raise DataError(f"no video stream in {path}")
@@ -63,19 +67,50 @@ def _open_input(path: Path):
 
 
 def _decoded_frames(path: Path):
-    """Yield av.VideoFrame objects from the first frame on, turning decoder errors into DataError."""
+    """Yield av.VideoFrame objects from the first frame on, turning decoder errors into DataError.
+
+    Decoding to the end checks the number of frames against the container's count: a video
+    that ends early (cut off, or frames the decoder dropped) is a DataError naming the first
+    missing frame. A container that stores no count cannot be checked: a warning says so.
+    """
     import av
 
     container = _open_input(path)
+    decoded = 0
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        declared = int(stream.frames or 0)
         try:
-            yield from container.decode(stream)
+            for frame in container.decode(stream):
+                yield frame
+                decoded += 1
         except av.error.FFmpegError as error:
-            raise DataError(f"corrupt video {path}: {error}") from error
+            raise DataError(
+                f"corrupt video {path}: decoding failed at frame {decoded}"
+                + (f" of {declared}" if declared else "")
+                + f" ({error.strerror or error}); re-encode or replace the file"
+            ) from error
     finally:
         container.close()
+    if declared and decoded < declared:
+        raise DataError(
+            f"video {path} ends early at frame {decoded}: its container declares {declared} "
+            f"frames, only {decoded} could be decoded (truncated or corrupt file); re-encode or "
+            "replace it"
+        )
+    if not declared and str(path) not in _UNCHECKED_COUNT_WARNED:
+        _UNCHECKED_COUNT_WARNED.add(str(path))
+        logging.getLogger(__name__).warning(
+            "%s does not store its frame count: %d frames were decoded, a cut-off end cannot be "
+            "detected",
+            path,
+            decoded,
+        )
+
+
+# Videos already reported as having no stored frame count (say it once per file).
+_UNCHECKED_COUNT_WARNED: set[str] = set()
 
 
 def read_video_frames(
@@ -105,6 +140,11 @@ def read_video_frames(
         if index < 0:
             raise DataError(f"no frames could be decoded from {path} (empty or corrupt video)")
         raise DataError(f"video {path} has {index + 1} frames, cannot start at frame {start}")
+    if count is not None and len(frames) < count:
+        raise DataError(
+            f"video {path} ends at frame {start + len(frames)}, frames up to {start + count - 1} "
+            "were asked for (truncated file?)"
+        )
     array = np.stack(frames)  # (n, H, W, 3)
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
@@ -206,7 +246,12 @@ class VideoWriter:
                 "(crop the frames or use pad_odd=True)"
             )
         codec = self.codec or ("libx264" if "libx264" in av.codecs_available else "mpeg4")
-        self._container = av.open(str(self._temp_path), mode="w")
+        try:
+            self._container = av.open(str(self._temp_path), mode="w")
+        except (OSError, av.error.FFmpegError) as error:
+            raise DataError(
+                f"cannot write video {self.path}: {getattr(error, 'strerror', None) or error}"
+            ) from error
         rate = Fraction(self.fps).limit_denominator(10000)
         stream = self._container.add_stream(codec, rate=rate)
         stream.height = height + height % 2

@@ -10,12 +10,41 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from stno.data.sampling import ResumableSampler
+
 
 def seed_worker(worker_id: int) -> None:
     """Seed numpy and `random` in a DataLoader worker from the seed torch gave that worker."""
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
+
+
+def _rng_states() -> dict[str, Any]:
+    """torch (CPU and CUDA), NumPy and `random` states as plain values (safe-loadable)."""
+    numpy_state = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": [
+            numpy_state[0],
+            torch.from_numpy(numpy_state[1].astype(np.int64)),
+            *numpy_state[2:],
+        ],
+        "python": list(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, key, *rest = states["numpy"]
+    np.random.set_state((kind, key.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class ClipDataModule(pl.LightningDataModule):
@@ -39,7 +68,8 @@ class ClipDataModule(pl.LightningDataModule):
         val_batch_size: clips per validation batch.
         num_workers: DataLoader worker processes (0: load in the main process).
         pin_memory: pin host memory (useful on GPU).
-        seed: seed of the training shuffle and of the workers' random streams.
+        seed: seed of the training order and of the augmentation draws (`stno.data.sampling`:
+            a resumed run draws exactly what an uninterrupted one would).
     """
 
     def __init__(
@@ -78,6 +108,7 @@ class ClipDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.seed = seed
+        self._resume_position: tuple[int, int] | None = None
 
     def _split_sources(self) -> tuple[Any, Any]:
         if self.val_source is not None or self._val_factory is None or self.source is None:
@@ -108,10 +139,12 @@ class ClipDataModule(pl.LightningDataModule):
 
         generator = torch.Generator()
         generator.manual_seed(self.seed)
+        sampler = self._train_sampler(dataset, batch_size) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             drop_last=shuffle,
             # Continuous datasets draw one scale and one set of timestamps per batch in collate.
             collate_fn=getattr(dataset, "collate_fn", None) or collate_clips,
@@ -121,6 +154,43 @@ class ClipDataModule(pl.LightningDataModule):
             generator=generator,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _train_sampler(self, dataset: Dataset, batch_size: int) -> ResumableSampler:
+        """The training order of this process (its DDP share), at the resumed position if any."""
+        trainer = self.trainer
+        sampler = ResumableSampler(
+            dataset,
+            batch_size=batch_size,
+            seed=self.seed,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+        )
+        if self._resume_position is not None:
+            # Lightning creates the loader's iterator before it sets the sampler's epoch: set it here.
+            sampler.resume_at(*self._resume_position)
+            self._resume_position = None
+        return sampler
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training stands in the data (epoch, batches of it trained on) and the RNG states.
+
+        Saved in every checkpoint, so that a resumed run draws the same batches, crops and flips
+        (see `stno.data.sampling`) and the same global random numbers as an uninterrupted run.
+        """
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        return {
+            "epoch": int(trainer.current_epoch),
+            "batches_done": int(trainer.fit_loop.epoch_loop.batch_progress.current.processed),
+            "rng": _rng_states(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "epoch" in state_dict:
+            self._resume_position = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
+        if "rng" in state_dict:
+            _set_rng_states(state_dict["rng"])
 
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
