@@ -36,6 +36,11 @@ __all__ = [
     "resolve_device",
     "set_threads",
     "BASELINE_MODEL",
+    "DEFAULT_PRETRAINED",
+    "shipped_weights",
+    "load_pretrained",
+    "save_safetensors",
+    "export_weights",
 ]
 
 
@@ -88,6 +93,8 @@ def _read_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"checkpoint path is a folder, not a file: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is an empty file")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (
@@ -416,7 +423,116 @@ def network_for(
             "num_parameters": 0,
         }
     if not ckpt_path:
-        raise CheckpointError(
-            "ckpt_path= is required (a checkpoint written by stno-train), or use model=bicubic_blend"
-        )
+        shipped = shipped_weights(model)
+        if shipped is None:
+            raise CheckpointError(
+                f"no weights ship for model={model}: give ckpt_path=<checkpoint written by "
+                f"stno-train>, or drop model= to use the shipped {DEFAULT_PRETRAINED}"
+            )
+        net, info = load_network(shipped, expected=model, device=device, use_ema=use_ema)
+        info["shipped"] = True
+        return net, info
     return load_network(ckpt_path, expected=model, device=device, use_ema=use_ema)
+
+
+# ---- safetensors and the weights shipped inside the package -------------------------------------
+
+# The shipped model: stno/weights/<name>/model.safetensors (+ config.json and a model card).
+DEFAULT_PRETRAINED = "stno_tiny"
+_METADATA_KEY = "stno"
+
+
+def pretrained_dir() -> Path:
+    return Path(stno.__file__).resolve().parent / "weights"
+
+
+def shipped_weights(name: str | None = None) -> Path | None:
+    """Path of the shipped weights of model ``name`` (None: the default), or None if none ship."""
+    path = pretrained_dir() / (name or DEFAULT_PRETRAINED) / "model.safetensors"
+    return path if path.is_file() else None
+
+
+def load_pretrained(
+    name: str | None = None, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The network shipped with the package, in eval mode, loaded without pickle.
+
+    ``name``: the shipped model (``stno/weights/<name>/``); None: ``DEFAULT_PRETRAINED``.
+    Returns ``(net, info)`` as :func:`load_network`.
+    """
+    path = shipped_weights(name)
+    if path is None:
+        available = sorted(p.parent.name for p in pretrained_dir().glob("*/model.safetensors"))
+        raise CheckpointNotFoundError(
+            f"no shipped weights named {name or DEFAULT_PRETRAINED!r} "
+            f"(shipped: {', '.join(available) or 'none'})"
+        )
+    return load_network(path, device=device)
+
+
+def save_safetensors(
+    net: nn.Module, path: str | os.PathLike, preset: str | None = None, **record: Any
+) -> Path:
+    """Write the weights of ``net`` to a ``.safetensors`` file with its config in the metadata.
+
+    The file alone rebuilds the network (``load_network``), and loading it runs no pickle.
+    ``record``: plain values kept beside the config (e.g. ``global_step``, ``source``).
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    target = f"stno.nn.{type(net).__name__}"
+    if target not in NETWORK_TARGETS:
+        raise CheckpointError(f"save_safetensors: {target} is not an STNO network")
+    document = {"net": {"_target_": target, **_plain(dict(net.config))}, "preset": preset, **record}
+    tensors = {key: value.detach().cpu().contiguous() for key, value in net.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(temporary), metadata={_METADATA_KEY: json.dumps(document)})
+        os.chmod(temporary, 0o644)  # a data file like any other (safetensors writes it private)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
+def _read_safetensors(path: Path) -> dict:
+    """A ``.safetensors`` file written by :func:`save_safetensors`, as a checkpoint dict."""
+    import json
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from error
+    try:
+        document = json.loads(metadata[_METADATA_KEY])
+    except (KeyError, ValueError):
+        raise CheckpointError(
+            f"{path} has no STNO config in its metadata (it was not written by stno); "
+            "convert it with stno-convert or save it with stno.checkpoint.save_safetensors"
+        ) from None
+    return {
+        "state_dict": {f"net.{key}": value for key, value in tensors.items()},
+        "hyper_parameters": {"net": document.get("net"), "preset": document.get("preset")},
+        "global_step": document.get("global_step"),
+        "epoch": document.get("epoch"),
+        "record": document,
+    }
+
+
+def export_weights(
+    ckpt_path: str | os.PathLike, out_path: str | os.PathLike, use_ema: bool = True, **record: Any
+) -> Path:
+    """A training checkpoint's network (EMA weights when it has them) as a safetensors file."""
+    net, info = load_network(ckpt_path, use_ema=use_ema)
+    record = {"global_step": info["global_step"], "weights": info["weights"], **record}
+    return save_safetensors(net, out_path, preset=info["preset"], **record)

@@ -87,6 +87,8 @@ def evaluate_from_config(cfg: DictConfig) -> dict[str, Any]:
     )
     net, precision_line = at_precision(net, cfg.get("precision", "fp32"), device)
     model_name = info["preset"] or info["net_config"]["_target_"]
+    if info.get("shipped"):
+        _say(f"stno-eval: no ckpt_path: the shipped weights {info['path']}")
     output_dir = Path(cfg.output_dir) if cfg.output_dir else _default_output_dir(name)
     output_dir.mkdir(parents=True, exist_ok=True)
     _say(

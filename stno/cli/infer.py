@@ -34,9 +34,16 @@ def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
     )
     net, precision_line = at_precision(net, cfg.get("precision", "fp32"), device)
     model_name = info["preset"] or info["net_config"]["_target_"]
+    if info.get("shipped"):
+        model_name += f" (the shipped weights, {info['path']})"
+    source = cfg.input
+    if str(source) == "sample":  # the clip embedded in the package
+        from stno.data import sample_video_path
+
+        source = sample_video_path()
     summary = upscale_video(
         net,
-        cfg.input,
+        source,
         cfg.output,
         space_scale=cfg.space_scale,
         time_scale=cfg.time_scale,

@@ -221,7 +221,9 @@ def _windows(
     dropped = getattr(source, "windows_dropped", None)
     if dropped is not None:
         lost, whole = dropped(length)
-        log.info("scene cuts: %d of %d windows (at stride 1) span a cut and are left out", lost, whole)
+        log.info(
+            "scene cuts: %d of %d windows (at stride 1) span a cut and are left out", lost, whole
+        )
     return windows
 
 
