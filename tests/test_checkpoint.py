@@ -140,8 +140,8 @@ def test_lightning_module_checkpoint_layout_loads(tmp_path):
     assert torch.equal(run_net(net), run_net(module.ema.eval()))
 
 
-def test_baseline_needs_no_checkpoint_and_others_do(tmp_path):
+def test_baseline_needs_no_checkpoint_and_presets_without_shipped_weights_do(tmp_path):
     net, info = network_for("bicubic_blend", None)
     assert isinstance(net, BicubicBlend) and info["preset"] == "bicubic_blend"
-    with pytest.raises(CheckpointError, match="ckpt_path= is required"):
-        network_for("stno_tiny", None)
+    with pytest.raises(CheckpointError, match="give ckpt_path="):
+        network_for("stno_base", None)

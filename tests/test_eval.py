@@ -305,8 +305,23 @@ def test_saved_frames_video_and_comparisons(tmp_path, vid4_like_root):
 
     assert probe_video(tmp_path / "videos" / "city.mp4")[0] == 8
     (comparison,) = (tmp_path / "comparisons").iterdir()
-    width, height = Image.open(comparison).size
-    assert (height, width) == (40, 3 * 52 + 2 * 4)
+    image = np.asarray(Image.open(comparison))
+    # per column: a 14 px label strip, the 40x52 crop, a 4 px gap, its centre zoomed 2x (80x104)
+    assert image.shape[:2] == (14 + 40 + 4 + 80, 3 * 104 + 2 * 4)
+    assert (image[:14, :52] < 100).any()  # the label is written
+
+
+def test_compare_scores_bicubic_blend_on_the_same_frames(vid4_like_root):
+    source = open_source("vid4", vid4_like_root, sequences=["city"])
+    result = evaluate(BicubicBlend(), source, make_protocol("vid4", space_scale=4), compare=True)
+    for frame in result.frames:  # the baseline against itself: no gain
+        assert frame.metrics["bicubic_psnr_y"] == frame.metrics["psnr_y"]
+        assert frame.metrics["gain_psnr_y"] == 0.0
+    settings = {"benchmark": "vid4", "space_scale": 4, "time_scale": 2}
+    document = metrics_document("x", None, settings, [f.as_dict() for f in result.frames])
+    assert document["average"]["gain_psnr_y"] == 0.0
+    table = markdown_table(document)
+    assert "gain PSNR-Y (dB)" in table and "+0.00" in table
 
 
 # -------------------------------------------------------------- stno-eval CLI
@@ -407,7 +422,10 @@ def test_stno_eval_bad_input_gives_one_line(tmp_path, vid4_like_root, capsys):
     assert "checkpoint not found" in run_eval_expecting_error(
         [f"ckpt_path={tmp_path / 'no.ckpt'}", *common], capsys
     )
-    assert "ckpt_path= is required" in run_eval_expecting_error(common, capsys)
+    # no ckpt_path means the shipped model; a preset that ships no weights needs a checkpoint
+    assert "no weights ship for model=stno_base" in run_eval_expecting_error(
+        ["model=stno_base", *common], capsys
+    )
     ckpt = tiny_checkpoint(tmp_path / "tiny.ckpt")
     error = run_eval_expecting_error([f"ckpt_path={ckpt}", "model=stno_base", *common], capsys)
     assert "stno_base" in error and "stno_tiny" in error

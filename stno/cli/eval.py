@@ -109,6 +109,7 @@ def evaluate_from_config(cfg: DictConfig) -> dict[str, Any]:
         save_comparisons=bool(cfg.save_comparisons),
         num_comparisons=int(cfg.num_comparisons),
         progress=bool(cfg.progress),
+        compare=bool(cfg.get("compare", True)) and info["preset"] != "bicubic_blend",
     )
     settings = dict(protocol.settings)
     settings.update(

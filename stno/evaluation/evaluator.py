@@ -24,7 +24,7 @@ from stno.metrics import frame_metrics
 from .benchmarks import Protocol
 from .report import METRIC_NAMES
 
-__all__ = ["FrameScore", "EvaluationResult", "evaluate", "side_by_side"]
+__all__ = ["FrameScore", "EvaluationResult", "evaluate", "side_by_side", "comparison_panel"]
 
 
 @dataclass
@@ -73,6 +73,48 @@ def side_by_side(images: Iterable[torch.Tensor], gap: int = 4) -> torch.Tensor:
     return torch.cat(parts, dim=-1)
 
 
+def comparison_panel(
+    images: list[torch.Tensor], labels: list[str], crop: int = 160, zoom: int = 2
+) -> torch.Tensor:
+    """Labelled side-by-side centre crops of (3, H, W) images in [0, 1], each above a ``zoom``x
+    nearest-neighbour enlargement of its own centre (detail is what differs): (3, h, w)."""
+    columns = []
+    for image, label in zip(images, labels):
+        view = _center_crop(image.float().clamp(0, 1), crop)
+        detail = _center_crop(view, max(1, crop // zoom))
+        detail = detail.repeat_interleave(zoom, dim=-2).repeat_interleave(zoom, dim=-1)
+        width = max(view.shape[-1], detail.shape[-1])
+        stacked = torch.cat(
+            [
+                _pad_to_width(_with_label(view, label), width),
+                torch.ones(3, 4, width),
+                _pad_to_width(detail, width),
+            ],
+            dim=-2,
+        )
+        columns.append(stacked)
+    height = max(c.shape[-2] for c in columns)
+    columns = [
+        torch.cat([c, torch.ones(3, height - c.shape[-2], c.shape[-1])], -2) for c in columns
+    ]
+    return side_by_side(columns)
+
+
+def _with_label(image: torch.Tensor, text: str, height: int = 14) -> torch.Tensor:
+    """(3, h, w) in [0, 1] with a white strip of ``height`` px above it, ``text`` written in it."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (image.shape[-1], height), "white")
+    ImageDraw.Draw(strip).text((2, 1), text, fill="black")
+    strip = torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1).float() / 255
+    return torch.cat([strip, image], dim=-2)
+
+
+def _pad_to_width(image: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.cat([image, torch.ones(3, image.shape[-2], width - image.shape[-1])], dim=-1)
+
+
 def _center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
     height, width = frames.shape[-2:]
     crop_h, crop_w = min(size, height), min(size, width)
@@ -96,6 +138,7 @@ def evaluate(
     num_comparisons: int = 4,
     comparison_crop: int = 160,
     progress: bool = False,
+    compare: bool = False,
 ) -> EvaluationResult:
     """Evaluate ``net`` on every sequence of ``source`` with ``protocol``.
 
@@ -107,7 +150,10 @@ def evaluate(
         max_queries: target pixels decoded at once (memory bound; same result as unchunked).
         output_dir: where ``save_frames`` (``frames/<seq>/<index>.png``), ``save_video``
             (``videos/<seq>.mp4``) and ``save_comparisons`` (``comparisons/*.png``:
-            bicubic+blend | model | ground truth, centre crops) write.
+            bicubic+blend | model | ground truth, centre crops with labels and a 2x zoom of
+            their centre) write.
+        compare: also score the ``bicubic_blend`` baseline on the same frames: each frame gets
+            ``bicubic_psnr_y``, ``bicubic_ssim_y`` and the model's ``gain_psnr_y``, ``gain_ssim_y``.
     Returns:
         :class:`EvaluationResult` with one :class:`FrameScore` per scored frame.
     """
@@ -122,7 +168,7 @@ def evaluate(
     output_dir = Path(output_dir) if output_dir is not None else None
     device = torch.device(device)
     net = net.to(device).eval()
-    baseline = BicubicBlend() if save_comparisons else None
+    baseline = BicubicBlend() if save_comparisons or compare else None
     result = EvaluationResult()
     started = time.perf_counter()
     sequences = list(source.sequences)
@@ -160,8 +206,18 @@ def evaluate(
                 positions = [i - window.first for i in window.scored]
                 scored = prediction[positions].float().cpu()
                 metrics = frame_metrics(scored, hr[positions], crop_border=crop_border)
+                bicubic_all = None
+                if compare:
+                    bicubic_all = baseline(lr_inputs.cpu(), protocol.times, out_size)[0]
+                    reference = frame_metrics(
+                        bicubic_all[positions], hr[positions], crop_border=crop_border
+                    )
                 for k, index in enumerate(window.scored):
                     values = {key: float(metrics[key][k]) for key in METRIC_NAMES}
+                    if compare:
+                        for key in ("psnr_y", "ssim_y"):
+                            values[f"bicubic_{key}"] = float(reference[key][k])
+                            values[f"gain_{key}"] = values[key] - values[f"bicubic_{key}"]
                     result.frames.append(FrameScore(name, index, window_number, values))
                 if save_frames:
                     _write_indexed(scored, window.scored, output_dir / "frames" / name)
@@ -176,10 +232,12 @@ def evaluate(
                     and window_number == len(windows) // 2
                 ):
                     middle = positions[len(positions) // 2]
-                    bicubic = baseline(lr_inputs.cpu(), protocol.times, out_size)[0, middle]
-                    panel = side_by_side(
-                        _center_crop(image, comparison_crop)
-                        for image in (bicubic, prediction[middle].float().cpu(), hr[middle])
+                    if bicubic_all is None:
+                        bicubic_all = baseline(lr_inputs.cpu(), protocol.times, out_size)[0]
+                    panel = comparison_panel(
+                        [bicubic_all[middle], prediction[middle].float().cpu(), hr[middle]],
+                        ["bicubic+blend", "model", "ground truth"],
+                        comparison_crop,
                     )
                     index = window.first + middle
                     write_png_frames(

@@ -19,6 +19,8 @@ __all__ = [
 ]
 
 METRIC_NAMES = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
+# With `compare`: the bicubic_blend baseline's scores on the same frames, and the model's gain.
+BASELINE_NAMES = ("bicubic_psnr_y", "bicubic_ssim_y", "gain_psnr_y", "gain_ssim_y")
 
 AVERAGE_DEFINITION = (
     "mean over sequences of the per-sequence mean of per-frame values "
@@ -41,18 +43,19 @@ def aggregate(frames: Sequence[dict[str, Any]]) -> tuple[dict, dict, dict]:
     """
     if not frames:
         raise ValueError("no frames were scored")
+    keys = [*METRIC_NAMES, *(key for key in BASELINE_NAMES if key in frames[0])]
     grouped: dict[str, list[dict]] = {}
     for frame in frames:
         grouped.setdefault(frame["sequence"], []).append(frame)
     sequences = {
         name: {
-            **{key: _mean([f[key] for f in items]) for key in METRIC_NAMES},
+            **{key: _mean([f[key] for f in items]) for key in keys},
             "frames": len(items),
         }
         for name, items in grouped.items()
     }
-    average = {key: _mean([s[key] for s in sequences.values()]) for key in METRIC_NAMES}
-    over_frames = {key: _mean([f[key] for f in frames]) for key in METRIC_NAMES}
+    average = {key: _mean([s[key] for s in sequences.values()]) for key in keys}
+    over_frames = {key: _mean([f[key] for f in frames]) for key in keys}
     average["frames"] = over_frames["frames"] = len(frames)
     return sequences, average, over_frames
 
@@ -100,6 +103,10 @@ def _fmt(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
+def _signed(value: float, digits: int) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:+.{digits}f}"
+
+
 def markdown_table(document: dict[str, Any]) -> str:
     """A paper-style table: one row per sequence, then the average rows."""
     protocol = document["protocol"]
@@ -110,18 +117,25 @@ def markdown_table(document: dict[str, Any]) -> str:
     details = ", ".join(
         f"{key}={protocol[key]}" for key in ("mode", "num_inputs", "selection") if key in protocol
     )
-    lines = [
-        f"**{title}**" + (f" ({details})" if details else ""),
-        "",
-        "| sequence | frames | PSNR-Y (dB) | SSIM-Y | PSNR-RGB (dB) | SSIM-RGB |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    compare = "gain_psnr_y" in document["average"]
+    header = "| sequence | frames | PSNR-Y (dB) | SSIM-Y | PSNR-RGB (dB) | SSIM-RGB |"
+    rule = "|---|---:|---:|---:|---:|---:|"
+    if compare:
+        header += " bicubic_blend PSNR-Y | bicubic_blend SSIM-Y | gain PSNR-Y (dB) | gain SSIM-Y |"
+        rule += "---:|---:|---:|---:|"
+    lines = [f"**{title}**" + (f" ({details})" if details else ""), "", header, rule]
 
     def row(name: str, values: dict[str, Any]) -> str:
-        return (
+        text = (
             f"| {name} | {values['frames']} | {_fmt(values['psnr_y'], 2)} | {_fmt(values['ssim_y'], 4)} | "
             f"{_fmt(values['psnr_rgb'], 2)} | {_fmt(values['ssim_rgb'], 4)} |"
         )
+        if compare:
+            text += (
+                f" {_fmt(values['bicubic_psnr_y'], 2)} | {_fmt(values['bicubic_ssim_y'], 4)} | "
+                f"{_signed(values['gain_psnr_y'], 2)} | {_signed(values['gain_ssim_y'], 4)} |"
+            )
+        return text
 
     sequences = document["sequences"]
     for number, (name, values) in enumerate(sequences.items()):
