@@ -6,7 +6,7 @@ with `stno.inference.upscale_video`, the function `stno-infer` calls, writing an
 Networks have random weights (speed and memory do not depend on the values).
 
     python benchmarks/bench_infer.py            # all cases, ~10 min on 2 cores
-    python benchmarks/bench_infer.py --only tiny
+    python benchmarks/bench_infer.py --only tiny --precision bf16
     STNO_BENCH_THREADS=1 python benchmarks/bench_infer.py --name "tiny x4 x2"
 
 Cases: stno_tiny and stno_base at 320x180 -> 1280x720 (x4 space, x2 time) and x4 space x8
@@ -36,6 +36,7 @@ CASES = [
     ("base x4 x8", "stno_base", 2, (180, 320), (720, 1280), 8, 65536),
     ("base x4 x2, chunk 16k", "stno_base", 3, (180, 320), (720, 1280), 2, 16384),
     ("base x5.66 x2 (2x area), chunk 64k", "stno_base", 3, (180, 320), (1018, 1810), 2, 65536),
+    ("tiny 720p -> 4K x2", "stno_tiny", 2, (720, 1280), (2160, 3840), 2, 65536),
 ]
 
 
@@ -68,6 +69,10 @@ def run_case(spec: dict) -> dict:
     config.pop("_target_")
     torch.manual_seed(0)
     net = STNO(**config).eval()
+    if spec.get("precision", "fp32") != "fp32":
+        from stno.precision import WithPrecision
+
+        net = WithPrecision(net, spec["precision"])
     rss_before = max_rss_mib()
     started = time.perf_counter()
     summary = upscale_video(
@@ -94,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="run only cases whose name contains this text")
     parser.add_argument("--name", help="run only the case with exactly this name")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -105,7 +111,7 @@ def main() -> None:
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
         f"# stno-infer on CPU: torch {torch.__version__}, {threads} threads, {os.cpu_count()} cores "
-        f"(load average {load} at start), random weights, mp4 output"
+        f"(load average {load} at start), random weights, mp4 output, precision {args.precision}"
     )
     print()
     print(
@@ -125,6 +131,7 @@ def main() -> None:
                 out_size=list(out_size),
                 time_scale=time_scale,
                 max_queries=max_queries,
+                precision=args.precision,
             )
             completed = subprocess.run(
                 [sys.executable, __file__, "--case", json.dumps(spec)],

@@ -55,8 +55,9 @@ def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
         max_queries=cfg.max_queries,
         device=device,
         progress=bool(cfg.progress),
+        # stdout: stderr stays for the progress bar, the summary and a one-line error
         on_start=lambda plan: print(
-            f"stno-infer: {model_name} on {device}, {precision_line}", file=sys.stderr, flush=True
+            f"stno-infer: {model_name} on {device}, {precision_line}", flush=True
         ),
         overwrite=bool(cfg.get("overwrite", False)),
     )
