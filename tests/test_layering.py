@@ -6,6 +6,8 @@ Every import counts, also those inside functions.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from functools import cache
 from pathlib import Path
@@ -140,3 +142,16 @@ def test_one_import_style_for_lightning():
         if name.split(".")[0] in ("pytorch_lightning", "lightning")
     }
     assert len(styles) <= 1, f"both `pytorch_lightning` and `lightning` are imported: {styles}"
+
+
+def test_importing_the_network_loads_no_training_framework():
+    """At run time too: `import stno.nn` also runs `stno/__init__.py` and what that imports."""
+    code = (
+        "import sys, stno.nn, stno.imresize, stno.metrics; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(FRAMEWORKS)!r})))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_DIR.parent)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout
