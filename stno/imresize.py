@@ -90,7 +90,7 @@ def _resize_matrix_torch(
 def output_size(size: Sequence[int], scale: float | Sequence[float]) -> tuple[int, int]:
     """MATLAB's output size ``ceil(scale * size)`` for (H, W)."""
     scales = _pair(scale)
-    return tuple(int(math.ceil(s * n - _SIZE_EPS)) for s, n in zip(scales, size))  # type: ignore[return-value]
+    return tuple(int(math.ceil(s * n - _SIZE_EPS)) for s, n in zip(scales, size, strict=True))  # type: ignore[return-value]
 
 
 def _pair(value) -> tuple[float, float]:

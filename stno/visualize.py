@@ -321,7 +321,7 @@ def frame_table(
         raise ValueError("frame_table: one time per frame needed")
     widths = [max(len(name), precision + 5) for name in names]
     header = f"{'frame':>5}  {'time':>5}  {'kind':<11}" + "".join(
-        f"  {name:>{width}}" for name, width in zip(names, widths)
+        f"  {name:>{width}}" for name, width in zip(names, widths, strict=True)
     )
     lines = [header, "-" * len(header)]
     for index in range(num_frames):
@@ -329,7 +329,7 @@ def frame_table(
         kind = "input" if is_input[index] else "synthesised"
         cells = "".join(
             f"  {float(columns[name][index]):>{width}.{precision}f}"
-            for name, width in zip(names, widths)
+            for name, width in zip(names, widths, strict=True)
         )
         lines.append(f"{index:>5}  {time:>5}  {kind:<11}{cells}")
     is_input = np.asarray(is_input, dtype=bool)
@@ -343,7 +343,7 @@ def frame_table(
             continue
         means = "".join(
             f"  {float(np.asarray(columns[name], dtype=float)[selected].mean()):>{width}.{precision}f}"
-            for name, width in zip(names, widths)
+            for name, width in zip(names, widths, strict=True)
         )
         lines.append(f"{label:<25}{means}")
     return "\n".join(lines)

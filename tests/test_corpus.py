@@ -28,7 +28,7 @@ def clip_with_cuts(cuts=(12, 25), length=40, size=(48, 64)) -> np.ndarray:
     bounds = [0, *cuts, length]
     shots = [
         moving_pattern_frames(stop - start, *size, seed=index)
-        for index, (start, stop) in enumerate(zip(bounds, bounds[1:]))
+        for index, (start, stop) in enumerate(zip(bounds, bounds[1:], strict=False))
     ]
     return np.concatenate(shots)
 

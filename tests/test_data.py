@@ -71,7 +71,7 @@ def test_video_and_frame_folder_give_same_clips(tmp_path):
         dataset = FixedScaleClipDataset(source, num_inputs=3, scale=2, lr_patch=8, seed=7)
         return [dataset.collate_fn([dataset[i], dataset[i + 1]]) for i in (0, 4)]
 
-    for a, b in zip(batches(video_source), batches(folder_source)):
+    for a, b in zip(batches(video_source), batches(folder_source), strict=True):
         assert torch.equal(a["lr"], b["lr"]) and torch.equal(a["hr"], b["hr"])
 
     # Uncached reads decode from the start every time and give the same frames.
@@ -186,10 +186,10 @@ def test_continuous_dataset_is_deterministic_with_workers():
             collate_fn=dataset.collate_fn,
             generator=torch.Generator().manual_seed(5),
         )
-        return [(b["scale"], b["times"], b["hr"]) for b, _ in zip(loader, range(4))]
+        return [(b["scale"], b["times"], b["hr"]) for b, _ in zip(loader, range(4), strict=False)]
 
     first, second = run(), run()
-    for (s1, t1, h1), (s2, t2, h2) in zip(first, second):
+    for (s1, t1, h1), (s2, t2, h2) in zip(first, second, strict=True):
         assert s1 == s2 and torch.equal(t1, t2) and torch.equal(h1, h2)
     assert len({s for s, _, _ in first}) > 1
 
@@ -216,7 +216,7 @@ def test_frames_stay_aligned_after_augmentation(mode):
         hr_centres = torch.stack([centroid(frame) for frame in hr])
         # Position at time t along the line between the two input frames.
         first, last = hr_centres[0], hr_centres[-1]
-        for centre, t in zip(hr_centres, times):
+        for centre, t in zip(hr_centres, times, strict=True):
             assert torch.allclose(centre, first + t * (last - first), atol=1e-6)
         # The square moves (window - 1) or 6 frames' worth: the same speed, any direction.
         span = 8 if mode == "continuous" else 6
@@ -225,7 +225,7 @@ def test_frames_stay_aligned_after_augmentation(mode):
         directions.add(tuple(step.sign().tolist()) + (bool(step[0].abs() > step[1].abs()),))
         # LR inputs are the first and last (continuous) or even (fixed) HR frames, downscaled.
         input_frames = hr[[0, -1]] if mode == "continuous" else hr[::2]
-        for lr_frame, hr_frame in zip(lr, input_frames):
+        for lr_frame, hr_frame in zip(lr, input_frames, strict=True):
             lr_scale = hr.shape[-1] / lr.shape[-1]
             expected = hr_to_lr_coords(centroid(hr_frame), lr_scale)
             assert torch.allclose(centroid(lr_frame), expected, atol=0.15)

@@ -52,7 +52,9 @@ def test_vid4_windows_score_every_frame_exactly_once(mode, time_scale, num_input
         assert sorted(scored) == list(range(num_frames)), (num_frames, windows)
         for window in windows:
             assert set(window.scored) <= set(window.outputs)
-            assert all(b - a == time_scale for a, b in zip(window.inputs, window.inputs[1:]))
+            assert all(
+                b - a == time_scale for a, b in zip(window.inputs, window.inputs[1:], strict=False)
+            )
             assert 0 <= window.first and window.last <= num_frames - 1
             if mode == "window":
                 assert len(window.inputs) == min(num_inputs, (num_frames - 1) // time_scale + 1)
@@ -168,7 +170,7 @@ def matlab_resize_axis(image: np.ndarray, out_len: int, axis: int) -> np.ndarray
             ]
         )
         weights /= weights.sum()
-        for weight, j in zip(weights, taps):
+        for weight, j in zip(weights, taps, strict=True):
             k = j - 1  # 0-based, mirrored: ... 1 0 | 0 1 ... n-1 | n-1 n-2 ...
             k = k % (2 * in_len)
             k = k if k < in_len else 2 * in_len - 1 - k

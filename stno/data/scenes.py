@@ -77,7 +77,7 @@ class ShotSource(FrameSource):
             cuts = detect_scene_cuts(frames, ratio, min_level) if count > 2 else []
             self.cuts[name] = cuts
             bounds = [0, *cuts, count]
-            for start, stop in zip(bounds, bounds[1:]):
+            for start, stop in zip(bounds, bounds[1:], strict=False):
                 shot = name if not cuts else f"{name}@{start}"
                 self._shots[shot] = (name, start, stop)
                 self.sequences.append((shot, stop - start))

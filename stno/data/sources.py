@@ -134,7 +134,7 @@ class FrameFolderSource(FrameSource):
         paths = self._frames[name]
         indices = _check_indices(name, indices, len(paths))
         frames = [read_image(paths[i]) for i in indices]
-        for index, frame in zip(indices[1:], frames[1:]):
+        for index, frame in zip(indices[1:], frames[1:], strict=True):
             if frame.shape != frames[0].shape:
                 _raise_mixed_sizes(
                     paths[indices[0]], tuple(frames[0].shape[-2:]), paths[index], frame.shape[-2:]

@@ -255,5 +255,5 @@ def evaluate(
 
 
 def _write_indexed(frames: torch.Tensor, indices: Iterable[int], folder: Path) -> None:
-    for frame, index in zip(frames, indices):
+    for frame, index in zip(frames, indices, strict=True):
         write_png_frames(frame.unsqueeze(0), folder, name_format=f"{index:08d}.png")

@@ -81,7 +81,7 @@ def timestamps(time_scale: int | None = None, times: Sequence[float] | None = No
     if times is not None and len(times) > 0:
         values = [float(t) for t in times]
         if any(not 0.0 < t < 1.0 for t in values) or any(
-            b <= a for a, b in zip(values, values[1:])
+            b <= a for a, b in zip(values, values[1:], strict=False)
         ):
             raise ValueError(
                 f"times must be strictly increasing values in (0, 1), got {list(times)}"
@@ -104,7 +104,7 @@ def frame_step(times: Sequence[float]) -> int:
     """
     step = len(times) + 1
     expected = [i / step for i in range(1, step)]
-    if any(abs(a - b) > 1e-6 for a, b in zip(times, expected)):
+    if any(abs(a - b) > 1e-6 for a, b in zip(times, expected, strict=True)):
         raise ValueError(
             f"times {list(times)} do not fall on ground-truth frames; benchmarks need "
             f"times=[1/k, ..., (k-1)/k] (or time_scale=k)"

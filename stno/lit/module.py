@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 import importlib
 import io
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -226,9 +226,9 @@ class STNOLitModule(pl.LightningModule):
         # Warm-up: a short run should not be dominated by the random initial weights.
         step = self.global_step
         decay = min(self.hparams.ema_decay, (1.0 + step) / (10.0 + step))
-        for averaged, current in zip(self.ema.parameters(), self.net.parameters()):
+        for averaged, current in zip(self.ema.parameters(), self.net.parameters(), strict=True):
             averaged.lerp_(current.detach(), 1.0 - decay)
-        for averaged, current in zip(self.ema.buffers(), self.net.buffers()):
+        for averaged, current in zip(self.ema.buffers(), self.net.buffers(), strict=True):
             averaged.copy_(current)
 
     def configure_optimizers(self) -> Any:

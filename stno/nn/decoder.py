@@ -147,7 +147,7 @@ class ContinuousDecoder(nn.Module):
                 acc = 0
                 for tile in tiles:
                     x = lifted(tile).flatten(1, 2)
-                    for prev, st in zip(self.blocks[:level], stats):
+                    for prev, st in zip(self.blocks[:level], stats, strict=True):
                         x = prev.apply(x, st, H * W)
                     acc = acc + block.statistics(x)
                 stats.append(acc)
@@ -155,7 +155,7 @@ class ContinuousDecoder(nn.Module):
                 x = lifted((r, cc))
                 shape = x.shape[:3]
                 x = x.flatten(1, 2)
-                for block, st in zip(self.blocks, stats):
+                for block, st in zip(self.blocks, stats, strict=True):
                     x = block.apply(x, st, H * W)
                 rgb = self._to_rgb(x, lifted_by_first_layer=not self.blocks).unflatten(1, shape[1:])
                 if out is None:  # one output tensor, filled tile by tile: no concatenation copies

@@ -36,7 +36,7 @@ def check_video_call(
     for t in times:
         if not 0.0 < t < 1.0 or math.isnan(t):
             raise ValueError(f"timestamps must lie strictly between 0 and 1, got {t}")
-    if any(b <= a for a, b in zip(times, times[1:])):
+    if any(b <= a for a, b in zip(times, times[1:], strict=False)):
         raise ValueError(f"timestamps must be strictly increasing without repeats, got {times}")
     try:
         H, W = (int(s) for s in out_size)
