@@ -79,7 +79,7 @@ def comparison_panel(
     """Labelled side-by-side centre crops of (3, H, W) images in [0, 1], each above a ``zoom``x
     nearest-neighbour enlargement of its own centre (detail is what differs): (3, h, w)."""
     columns = []
-    for image, label in zip(images, labels):
+    for image, label in zip(images, labels, strict=True):
         view = _center_crop(image.float().clamp(0, 1), crop)
         detail = _center_crop(view, max(1, crop // zoom))
         detail = detail.repeat_interleave(zoom, dim=-2).repeat_interleave(zoom, dim=-1)
