@@ -4,6 +4,7 @@ samples/s, and (optionally) the reference code, each case in a fresh process, in
     python benchmarks/bench_speed.py                       # network + training cases
     python benchmarks/bench_speed.py --reference /tmp/stvsr_ref   # also the reference code
     python benchmarks/bench_speed.py --only train
+    python benchmarks/bench_speed.py --before /tmp/stno-before   # and an earlier commit's code
 
 Network case: 2 LR frames of 176x320 -> 704x1280 (x4), one timestamp (3 output frames), random
 weights, 2 threads. FLOPs are counted with ``torch.utils.flop_counter`` (matrix products and
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +66,8 @@ if kind == "reference":
 elif kind == "network":
     net = network(spec["preset"]).eval()
     frames = torch.rand(1, 2, 3, 176, 320)
-    call = lambda: net(frames, [0.5], (704, 1280), max_queries=65536, precision=spec["precision"])
+    extra = {} if spec.get("legacy") else {"precision": spec["precision"]}
+    call = lambda: net(frames, [0.5], (704, 1280), max_queries=65536, **extra)
 else:  # training step
     net = network("stno_tiny").train()
     opt = torch.optim.Adam(net.parameters(), 1e-4)
@@ -74,7 +77,10 @@ else:  # training step
     def call():
         pixels = torch.rand(B, 3, H * H).topk(Q, dim=-1).indices if Q else None
         with torch.autocast("cpu", torch.bfloat16, enabled=spec["precision"] == "bf16"):
-            out = net(lr, [0.5], (H, H), pixels=pixels)
+            if pixels is None:
+                out = net(lr, [0.5], (H, H))
+            else:
+                out = net(lr, [0.5], (H, H), pixels=pixels)
         target = hr if Q is None else hr.flatten(3).gather(3, pixels.unsqueeze(2).expand(-1, -1, 3, -1))
         loss = torch.sqrt((out.float() - target) ** 2 + 1e-6).mean()
         opt.zero_grad(); loss.backward(); opt.step()
@@ -91,10 +97,12 @@ print(json.dumps({"seconds": min(times), "flops": counter.get_total_flops(),
 """
 
 
-def run(spec: dict) -> dict:
-    spec = {"root": str(ROOT), "threads": 2, "repeats": 2, **spec}
+def run(spec: dict, tree: Path | None = None) -> dict:
+    """One case in a fresh process; ``tree``: run it on another checkout of STNO (its code)."""
+    spec = {"root": str(tree or ROOT), "threads": 2, "repeats": 2, **spec}
+    env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True
+        [sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True, env=env
     )
     if done.returncode:
         raise RuntimeError(f"case {spec} failed:\n{done.stderr[-3000:]}")
@@ -106,6 +114,12 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, help="scratch copy of the reference code")
     parser.add_argument("--only", choices=("network", "train"))
     parser.add_argument("--presets", nargs="+", default=["stno_tiny", "stno_base"])
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a checkout of an earlier STNO commit (e.g. git worktree add /tmp/before 351c446): "
+        "its network and its full-decoding training step are measured in the same run",
+    )
     args = parser.parse_args()
     print(f"# CPU speed, side by side ({machine_line()})\n")
     peak = run({"kind": "peak"})
@@ -124,6 +138,9 @@ def main() -> None:
             reference = run({"kind": "reference", "reference": str(args.reference), "repeats": 1})
             print(_row("reference (hahazh/STVSR-NO)", "fp32", reference, None, peak["fp32"]))
         for preset in args.presets:
+            if args.before:
+                result = run({"kind": "network", "preset": preset, "legacy": True}, args.before)
+                print(_row(f"{preset} before", "fp32", result, reference, peak["fp32"]), flush=True)
             for precision in ("fp32", "bf16"):
                 repeats = 1 if preset == "stno_base" else 2
                 result = run(
@@ -141,6 +158,10 @@ def main() -> None:
         print("| recipe | precision | s / step | samples / s | speed-up vs old |")
         print("|---|---|---:|---:|---:|")
         old = None
+        if args.before:
+            spec = {"kind": "train", "queries": None, "precision": "fp32", "repeats": 3}
+            old = run(spec, args.before)["seconds"]
+            print(f"| before (code of {args.before}) | fp32 | {old:.3f} | {4 / old:.2f} | 1.00x |")
         for label, queries, precision in (
             ("old: every target pixel", None, "fp32"),
             ("new: 4096 sampled pixels per frame", 4096, "fp32"),
