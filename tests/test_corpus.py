@@ -86,3 +86,27 @@ def test_input_spacings_are_drawn_per_batch():
         seen[times] = batch["hr"].shape[1]
     # span 2: one target at t = 1/2; span 4: three at 1/4, 1/2, 3/4 (2 inputs + targets)
     assert seen == {(0.5,): 3, (0.25, 0.5, 0.75): 5}
+
+
+def test_sampled_training_pixels_are_distinct_and_reproducible():
+    from stno.lit import STNOLitModule
+
+    net = {
+        "_target_": "stno.nn.STNO",
+        "channels": 8,
+        "num_blocks": 1,
+        "pyramid_channels": [8, 8, 8],
+        "attn_dim": 8,
+        "heads": 2,
+        "decoder_widths": [8, 8, 8],
+        "residual_channels": 3,
+        "decoder_hidden": 16,
+    }
+    module = STNOLitModule(net=net, train_queries=50, seed=3)
+    hr = torch.rand(2, 3, 3, 12, 20)
+    pixels = module._draw_pixels(hr)
+    assert pixels.shape == (2, 3, 50)
+    assert all(len(set(row.tolist())) == 50 for row in pixels.flatten(0, 1))
+    assert int(pixels.max()) < 12 * 20
+    torch.testing.assert_close(module._draw_pixels(hr), pixels)  # a function of (seed, step)
+    assert STNOLitModule(net=net, train_queries=500)._draw_pixels(hr) is None  # >= all pixels
