@@ -50,11 +50,11 @@ def run_case(spec: dict) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from stno.cli.common import config_dir
     from stno.data import VideoWriter, read_video_frames, sample_video_path
-    from stno.imresize import imresize
     from stno.inference import upscale_video
+    from stno.io.configs import config_dir
     from stno.nn import STNO
+    from stno.ops.imresize import imresize
 
     torch.set_num_threads(int(os.environ.get("STNO_BENCH_THREADS", "2")))
     work = Path(spec["work"])
@@ -70,7 +70,7 @@ def run_case(spec: dict) -> dict:
     torch.manual_seed(0)
     net = STNO(**config).eval()
     if spec.get("precision", "fp32") != "fp32":
-        from stno.precision import WithPrecision
+        from stno.inference.runtime import WithPrecision
 
         net = WithPrecision(net, spec["precision"])
     rss_before = max_rss_mib()

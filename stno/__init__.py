@@ -8,6 +8,6 @@ def load_pretrained(name=None, device="cpu"):
 
     ``net, info = stno.load_pretrained()``; ``net(frames, times, (H, W))`` as ``stno.nn.STNO``.
     """
-    from stno.checkpoint import load_pretrained as load
+    from stno.io.checkpoint import load_pretrained as load
 
     return load(name, device=device)

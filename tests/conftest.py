@@ -29,7 +29,7 @@ def compose_train_config(output_dir: Path, overrides: list[str] = ()):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from stno.cli.common import config_dir
+    from stno.io.configs import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

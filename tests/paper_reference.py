@@ -165,7 +165,7 @@ def load_outputs() -> dict[str, np.ndarray]:
 
 def paper_network(state_dict: dict[str, torch.Tensor], synthesis_prelu: bool, dtype=torch.float64):
     """``stno_paper`` (its preset config) holding ``state_dict``, in ``dtype``, in eval mode."""
-    from stno.convert import paper_net_config
+    from stno.io.paper import paper_net_config
     from stno.nn import STNO
 
     config = {key: value for key, value in paper_net_config().items() if key != "_target_"}

@@ -20,8 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
-from stno.checkpoint import save_network_checkpoint
 from stno.cli.common import one_line_errors
+from stno.io.checkpoint import save_network_checkpoint
 from stno.nn import BicubicBlend
 
 TINY_DATA = [
@@ -268,7 +268,7 @@ def _run_in_process(program: str, args: list[str], out: Path) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from stno.cli.common import config_dir
+    from stno.io.configs import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from stno.checkpoint import CheckpointError, load_network, network_for, save_network_checkpoint
-from stno.cli.common import config_dir
+from stno.io.checkpoint import CheckpointError, load_network, network_for, save_network_checkpoint
+from stno.io.configs import config_dir
 from stno.nn import STNO, BicubicBlend
 
 # tiny tensors: one torch thread is faster, and much faster on a busy machine

@@ -9,8 +9,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from stno.cli.common import config_dir
 from stno.cli.train import instantiate_group, instantiate_model
+from stno.io.configs import config_dir
 
 # The groups train.yaml composes; their files are found on disk so a new one is tested too.
 TRAIN_GROUPS = (

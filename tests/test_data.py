@@ -31,7 +31,7 @@ from stno.data import (
     split_sequences,
     write_png_frames,
 )
-from stno.imresize import imresize
+from stno.ops.imresize import imresize
 
 
 def one_line_error(excinfo) -> str:

@@ -15,7 +15,6 @@ import pytest
 import torch
 from PIL import Image
 
-from stno.checkpoint import save_network_checkpoint
 from stno.evaluation import (
     aggregate,
     evaluate,
@@ -27,6 +26,7 @@ from stno.evaluation import (
     vid4_windows,
     vimeo_windows,
 )
+from stno.io.checkpoint import save_network_checkpoint
 from stno.nn import STNO, BicubicBlend
 
 # One torch thread: on a busy 2-core machine two threads make tiny convolutions 30x slower.
@@ -333,7 +333,7 @@ def compose_eval(overrides: list[str]):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from stno.cli.common import config_dir
+    from stno.io.configs import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -343,7 +343,7 @@ def compose_eval(overrides: list[str]):
 def tiny_checkpoint(path: Path) -> Path:
     from omegaconf import OmegaConf
 
-    from stno.cli.common import config_dir
+    from stno.io.configs import config_dir
 
     config = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / "stno_tiny.yaml").net)
     config.pop("_target_")

@@ -9,9 +9,9 @@ import pytorch_lightning as pl
 import torch
 from test_train import TINY_DATA
 
-from stno.checkpoint import CheckpointError, save_network_checkpoint
 from stno.cli.common import UserError
 from stno.cli.train import train
+from stno.io.checkpoint import CheckpointError, save_network_checkpoint
 from stno.lit.finetune import load_initial_weights
 from stno.nn import STNO
 

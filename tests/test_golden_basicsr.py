@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from stno.imresize import imresize
-from stno.metrics import frame_metrics
+from stno.ops.imresize import imresize
+from stno.ops.metrics import frame_metrics
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stno.imresize import crop_to_multiple, imresize
+from stno.ops.imresize import crop_to_multiple, imresize
 
 
 def keys_cubic(d: float) -> float:

@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-from stno.checkpoint import save_network_checkpoint
 from stno.data import (
     VideoWriter,
     probe_video,
@@ -20,9 +19,10 @@ from stno.data import (
     sample_video_path,
     write_png_frames,
 )
-from stno.imresize import imresize
 from stno.inference import plan_windows, stream_windows, upscale_video
+from stno.io.checkpoint import save_network_checkpoint
 from stno.nn import STNO, BicubicBlend
+from stno.ops.imresize import imresize
 
 # One torch thread: on a busy 2-core machine two threads make tiny convolutions 30x slower.
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -95,7 +95,7 @@ def read_folder(folder: Path) -> torch.Tensor:
 def tiny_net() -> STNO:
     from omegaconf import OmegaConf
 
-    from stno.cli.common import config_dir
+    from stno.io.configs import config_dir
 
     config = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / "stno_tiny.yaml").net)
     config.pop("_target_")
@@ -211,8 +211,8 @@ def run_infer_expecting_error(overrides, capsys) -> str:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from stno.cli.common import config_dir
     from stno.cli.infer import run
+    from stno.io.configs import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

@@ -18,12 +18,18 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "stno"
 
 FRAMEWORKS = {"pytorch_lightning", "lightning", "hydra", "omegaconf"}
 
-# Imports from outside stno.nn that stno.nn may still make, and why.
-NN_ALLOWED = {
-    # Issue 10: imresize moves to stno/ops with the restructuring; then stno.ops becomes an
-    # allowed dependency of stno.nn and this entry goes.
-    "stno.nn.baseline": {"stno.imresize"},
-}
+# The layers of stno/, lowest first: a package may import its own layer and those below it.
+LAYERS = [
+    ("stno.errors",),
+    ("stno.ops",),
+    ("stno.nn",),
+    ("stno.io",),
+    ("stno.data",),
+    ("stno.inference",),
+    ("stno.evaluation",),
+    ("stno.lit",),
+    ("stno.cli",),
+]
 
 
 def module_name(path: Path) -> str:
@@ -66,7 +72,7 @@ def modules_under(package: str) -> list[str]:
 
 
 def test_the_parser_sees_relative_and_lazy_imports():
-    assert "stno.nn.geometry" in imports("stno.nn.propagation")  # `from .geometry import ...`
+    assert "stno.ops.warping" in imports("stno.nn.propagation")  # `from .geometry import ...`
     assert "stno.nn.attention" in imports("stno.nn")  # the package's own __init__
     assert "stno.cli.eval" in imports("stno.cli.infer")  # inside a function
 
@@ -79,12 +85,35 @@ def test_nn_is_plain_torch(module):
     assert not roots & FRAMEWORKS, f"{module} imports a training framework: {roots & FRAMEWORKS}"
     third_party = roots - set(sys.stdlib_module_names) - {"__future__", "stno"}
     assert third_party <= {"torch", "einops"}, f"{module} imports {sorted(third_party)}"
-    outside = {n for n in names if within(n, "stno") and not within(n, "stno.nn")}
-    allowed = NN_ALLOWED.get(module, set())
-    assert outside <= allowed, f"{module} imports {sorted(outside - allowed)} from outside stno.nn"
-    assert allowed <= outside, (
-        f"{module} no longer imports {sorted(allowed - outside)}: drop it from NN_ALLOWED"
+
+def layer_of(name: str) -> int | None:
+    for level, packages in enumerate(LAYERS):
+        if any(within(name, package) for package in packages):
+            return level
+    return None
+
+
+@pytest.mark.parametrize(
+    "module", [name for name in MODULES if layer_of(name) is not None and name != "stno"]
+)
+def test_no_module_imports_a_higher_layer(module):
+    """errors < ops < nn < io < data < inference < evaluation < lit < cli (README, Code map)."""
+    level = layer_of(module)
+    higher = sorted(
+        name
+        for name in imports(module)
+        if within(name, "stno") and (layer_of(name) or 0) > level
     )
+    assert not higher, f"{module} (layer {LAYERS[level][0]}) imports {higher}"
+
+
+def test_every_module_has_a_layer():
+    loose = [
+        name
+        for name in MODULES
+        if layer_of(name) is None and name not in ("stno", "stno.assets", "stno.assets.make_sample")
+    ]
+    assert not loose, f"modules outside the layers of LAYERS: {loose}"
 
 
 # Entry points may share `stno.cli.common` (config directory, error-to-exit-code mapping); any
@@ -118,17 +147,6 @@ def test_cli_modules_do_not_import_each_other(module):
     assert not others, f"{module} imports {sorted(others)}"
 
 
-@pytest.mark.parametrize("module", ["stno.imresize", "stno.metrics"])
-def test_low_level_modules_import_no_higher_layer(module):
-    higher = {
-        name
-        for name in imports(module)
-        if any(within(name, layer) for layer in ("stno.lit", "stno.cli", "stno.evaluation"))
-        or name.split(".")[0] in FRAMEWORKS
-    }
-    assert not higher, f"{module} imports {sorted(higher)}"
-
-
 def test_hydra_only_in_the_entry_points():
     users = {m for m in MODULES if any(within(n, "hydra") for n in imports(m))}
     assert users <= set(modules_under("stno.cli")), sorted(users - set(modules_under("stno.cli")))
@@ -147,7 +165,7 @@ def test_one_import_style_for_lightning():
 def test_importing_the_network_loads_no_training_framework():
     """At run time too: `import stno.nn` also runs `stno/__init__.py` and what that imports."""
     code = (
-        "import sys, stno.nn, stno.imresize, stno.metrics; "
+        "import sys, stno.nn, stno.ops.imresize, stno.ops.metrics; "
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(FRAMEWORKS)!r})))"
     )
     env = {**os.environ, "PYTHONPATH": str(PACKAGE_DIR.parent)}

@@ -5,7 +5,7 @@ import pytest
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from stno.metrics import frame_metrics, psnr, quantize_8bit, rgb_to_y, ssim
+from stno.ops.metrics import frame_metrics, psnr, quantize_8bit, rgb_to_y, ssim
 
 
 def to_uint8_hwc(frame_chw: np.ndarray) -> np.ndarray:

@@ -76,8 +76,8 @@ def test_notebook_is_committed_without_outputs():
 def expected_bicubic_blend_psnr() -> list[float]:
     """Y-PSNR of bicubic upsampling + linear blending on the notebook's default clip, built here."""
     from stno.data import read_video_frames, sample_video_path
-    from stno.imresize import imresize
-    from stno.metrics import frame_metrics
+    from stno.ops.imresize import imresize
+    from stno.ops.metrics import frame_metrics
 
     # notebook defaults: START_FRAME 20, 3 inputs every 2nd frame, x4, CROP (40, 96, 192, 288)
     hr = read_video_frames(sample_video_path(), 20, 5).float() / 255
@@ -103,8 +103,8 @@ def test_notebook_runs_with_the_baseline(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_notebook_runs_with_a_checkpoint(tmp_path, monkeypatch):
-    from stno.checkpoint import save_network_checkpoint
-    from stno.cli.common import config_dir
+    from stno.io.checkpoint import save_network_checkpoint
+    from stno.io.configs import config_dir
     from stno.nn import STNO
 
     net_config = OmegaConf.to_container(

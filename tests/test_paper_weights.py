@@ -11,12 +11,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from stno.checkpoint import load_network, save_network_checkpoint
-from stno.cli.common import config_dir
-from stno.convert import (
+from stno.cli.convert import main
+from stno.io.checkpoint import load_network, save_network_checkpoint
+from stno.io.configs import config_dir
+from stno.io.paper import (
     ConversionError,
     convert_state_dict,
-    main,
     paper_net_config,
     read_reference_state_dict,
 )

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from stno.inference.runtime import resolve_precision
 from stno.nn import STNO
-from stno.nn.geometry import backward_warp
-from stno.precision import resolve_precision
+from stno.ops.warping import backward_warp
 
 
 @pytest.fixture(scope="module")

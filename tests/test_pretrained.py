@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import stno
-from stno.checkpoint import (
+from stno.io.checkpoint import (
     CheckpointError,
     load_network,
     network_for,

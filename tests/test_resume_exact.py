@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from stno.checkpoint import atomic_torch_save, remove_orphan_temporaries
 from stno.cli.train import train
 from stno.data.sampling import ResumableSampler, SeededIndex
+from stno.io.checkpoint import atomic_torch_save, remove_orphan_temporaries
 
 TINY_DATA = [
     "data.batch_size=2",

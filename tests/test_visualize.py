@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from stno.visualize import (  # noqa: E402
+from stno.evaluation.visualize import (  # noqa: E402
     crop,
     detail_box,
     error_map,

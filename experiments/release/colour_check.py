@@ -13,9 +13,9 @@ import sys
 
 import torch
 
-from stno.checkpoint import network_for
 from stno.evaluation import evaluate, make_protocol, open_source
 from stno.evaluation.benchmarks import Protocol
+from stno.io.checkpoint import network_for
 
 
 class Recorder(torch.nn.Module):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from stno.checkpoint import export_weights, load_network
+from stno.io.checkpoint import export_weights, load_network
 
 ROOT = Path(__file__).resolve().parents[2]
 

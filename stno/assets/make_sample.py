@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stno.data.video_io import VideoWriter, probe_video, read_video_frames
-from stno.imresize import imresize
+from stno.io.video import VideoWriter, probe_video, read_video_frames
+from stno.ops.imresize import imresize
 
 DEFAULT_OUTPUT = Path(__file__).with_name("city_sample.mp4")
 

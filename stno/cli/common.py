@@ -6,30 +6,11 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
-
-import stno
 
 USER_ERROR_EXIT_CODE = 2
 
 F = TypeVar("F", bound=Callable)
-
-
-def config_dir() -> Path:
-    """Absolute path of the Hydra config directory.
-
-    An installed wheel carries the configs as `stno/conf`; a source checkout (plain or editable
-    install) uses the top-level `conf/` next to the `stno` package.
-    """
-    package_dir = Path(stno.__file__).resolve().parent
-    for candidate in (package_dir / "conf", package_dir.parent / "conf"):
-        if (candidate / "train.yaml").is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"STNO configs not found in {package_dir / 'conf'} or {package_dir.parent / 'conf'}: "
-        "reinstall the package (pip install stno) or run from a source checkout"
-    )
 
 
 class UserError(ValueError):

@@ -19,7 +19,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from stno.cli.common import config_dir, one_line_errors
+from stno.cli.common import one_line_errors
+from stno.io.configs import config_dir
 
 
 def _say(message: str) -> None:
@@ -46,7 +47,6 @@ def model_preset(cfg: DictConfig) -> str | None:
 
 def evaluate_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Run the evaluation described by an `eval.yaml` config; returns the metrics.json document."""
-    from stno.checkpoint import network_for, resolve_device, set_threads
     from stno.evaluation import (
         evaluate,
         make_protocol,
@@ -55,7 +55,8 @@ def evaluate_from_config(cfg: DictConfig) -> dict[str, Any]:
         open_source,
         write_reports,
     )
-    from stno.precision import at_precision
+    from stno.inference.runtime import at_precision
+    from stno.io.checkpoint import network_for, resolve_device, set_threads
 
     bench = cfg.benchmark
     name = bench.name

@@ -17,15 +17,16 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from stno.cli.common import config_dir, one_line_errors
+from stno.cli.common import one_line_errors
+from stno.io.configs import config_dir
 
 
 def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Run the inference described by an `infer.yaml` config; returns the summary."""
-    from stno.checkpoint import network_for, resolve_device, set_threads
     from stno.cli.eval import model_preset
     from stno.inference import upscale_video
-    from stno.precision import at_precision
+    from stno.inference.runtime import at_precision
+    from stno.io.checkpoint import network_for, resolve_device, set_threads
 
     device = resolve_device(cfg.device)
     set_threads(cfg.get("num_threads"))

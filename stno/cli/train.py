@@ -32,14 +32,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
-from stno.checkpoint import (
+from stno.cli.common import UserError, one_line_errors
+from stno.cli.sweep import write_result
+from stno.io.checkpoint import (
     CheckpointError,
     _read_checkpoint,
     read_training_checkpoint,
     remove_orphan_temporaries,
 )
-from stno.cli.common import UserError, config_dir, one_line_errors
-from stno.cli.sweep import write_result
+from stno.io.configs import config_dir
 from stno.lit import STNOLitModule
 from stno.lit.finetune import load_initial_weights
 from stno.lit.module import VALIDATED_STEP

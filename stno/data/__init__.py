@@ -26,7 +26,7 @@ from stno.data.sources import (
     VimeoSeptupletSource,
     split_sequences,
 )
-from stno.data.video_io import (
+from stno.io.video import (
     DataError,
     DataNotFoundError,
     VideoWriter,

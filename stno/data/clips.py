@@ -38,8 +38,8 @@ from torch.utils.data import Dataset, get_worker_info
 
 from stno.data.sampling import draw_seed, sample_generator
 from stno.data.sources import FrameSource
-from stno.data.video_io import DataError
-from stno.imresize import imresize
+from stno.io.video import DataError
+from stno.ops.imresize import imresize
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from stno.data.video_io import (
+from stno.io.video import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
     DataError,

@@ -17,7 +17,7 @@ from stno.data import (
     VideoFileSource,
     VimeoSeptupletSource,
 )
-from stno.data.video_io import VIDEO_EXTENSIONS
+from stno.io.video import VIDEO_EXTENSIONS
 
 from .protocols import (
     Window,

@@ -3,7 +3,7 @@
 One device, a plain torch loop: each window of the protocol reads its HR frames, makes the LR
 inputs (``stno.data.make_lr``: MATLAB bicubic, 8-bit), runs the network's one-pass
 multi-timestamp call with ``max_queries`` chunking, and scores the window's selected frames
-with ``stno.metrics.frame_metrics`` (Y and RGB, 8-bit, ``crop_border``).
+with ``stno.ops.metrics.frame_metrics`` (Y and RGB, 8-bit, ``crop_border``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from stno.data import FrameSource, VideoWriter, make_lr, write_png_frames
-from stno.metrics import frame_metrics
+from stno.ops.metrics import frame_metrics
 
 from .benchmarks import Protocol
 from .report import METRIC_NAMES

@@ -6,7 +6,7 @@ from typing import Any
 
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from stno.checkpoint import atomic_torch_save
+from stno.io.checkpoint import atomic_torch_save
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

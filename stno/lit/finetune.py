@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stno.checkpoint import CheckpointError, _prefixed, _read_checkpoint
+from stno.io.checkpoint import CheckpointError, _prefixed, _read_checkpoint
 
 # Bookkeeping entries an EMA wrapper may keep next to the averaged weights.
 _EMA_BOOKKEEPING = ("n_averaged", "num_updates", "decay", "step")
@@ -61,7 +61,7 @@ def load_initial_weights(
 
     Args:
         net: the freshly built network of the new run.
-        ckpt_path: a checkpoint written by `stno-train` (or `stno.checkpoint.save_network_checkpoint`).
+        ckpt_path: a checkpoint written by `stno-train` (or `stno.io.checkpoint.save_network_checkpoint`).
         strict: every weight of `net` must be in the checkpoint with the same shape, and nothing
             else; False loads what fits and reports the rest.
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from stno.metrics import frame_metrics
+from stno.ops.metrics import frame_metrics
 
 # Metrics of the model, and of the bicubic_blend baseline on the same clips.
 MODEL_METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")

@@ -1,9 +1,10 @@
 """STNO network modules: plain torch + einops, no training framework."""
 
+from stno.ops.warping import backward_warp, coordinate_grid, pixel_centers
+
 from .attention import GalerkinAttention, HeadLayerNorm, SoftmaxAttention, galerkin_attend
 from .baseline import BicubicBlend
 from .decoder import ContinuousDecoder, TargetGridGalerkinBlock
-from .geometry import backward_warp, coordinate_grid, pixel_centers
 from .motion import CrossFrameMotionBlock, FeaturePyramid, MotionEstimate, MotionEstimator
 from .propagation import BidirectionalPropagation, ResidualBlock, ResidualTrunk
 from .stno import STNO, check_video_call

@@ -8,7 +8,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ..imresize import imresize
+from stno.ops.imresize import imresize
+
 from .stno import check_video_call
 
 __all__ = ["BicubicBlend"]

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stno.ops.warping import full_precision, pixel_centers
+
 from .attention import GalerkinAttention
-from .geometry import full_precision, pixel_centers
 
 __all__ = ["ContinuousDecoder", "TargetGridGalerkinBlock", "sample_at_pixels"]
 

@@ -25,14 +25,15 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from .attention import HeadLayerNorm, galerkin_attend
-from .geometry import (
+from stno.ops.warping import (
     backward_warp,
     coordinate_grid,
     corner_aligned_grid,
     full_precision,
     resize_flow,
 )
+
+from .attention import HeadLayerNorm, galerkin_attend
 
 __all__ = ["FeaturePyramid", "CrossFrameMotionBlock", "MotionEstimator", "MotionEstimate"]
 

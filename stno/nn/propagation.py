@@ -14,7 +14,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .geometry import backward_warp
+from stno.ops.warping import backward_warp
 
 __all__ = ["ResidualBlock", "ResidualTrunk", "BidirectionalPropagation"]
 

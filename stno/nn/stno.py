@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from stno.ops.warping import full_precision
+
 from .decoder import ContinuousDecoder, sample_at_pixels
-from .geometry import full_precision
 from .motion import MotionEstimator
 from .propagation import BidirectionalPropagation
 

@@ -156,8 +156,8 @@ def make_fixture(scratch: Path) -> None:
 
 
 def compare(scratch: Path, seed: int, dtype: torch.dtype, init: str) -> float:
-    from stno.checkpoint import load_network
-    from stno.convert import main as convert_main
+    from stno.cli.convert import main as convert_main
+    from stno.io.checkpoint import load_network
 
     Flow_STSR = reference_class(scratch, dtype)
     torch.manual_seed(seed)
@@ -205,7 +205,7 @@ def switch_effects() -> None:
     Fixture weights (converted), 3 frames of 28x44 (so padding and pair centring act: with 2
     frames the pair is the clip), t = 0.25, x2.5, float64.
     """
-    from stno.convert import convert_state_dict, paper_net_config
+    from stno.io.paper import convert_state_dict, paper_net_config
     from stno.nn import STNO
 
     paper = {k: v for k, v in paper_net_config().items() if k != "_target_"}

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 import stno
+from stno.errors import CheckpointError, CheckpointNotFoundError
 
 __all__ = [
     "CheckpointError",
@@ -42,14 +43,6 @@ __all__ = [
     "save_safetensors",
     "export_weights",
 ]
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable STNO checkpoint, or one that does not fit the request."""
-
-
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """The checkpoint path does not exist."""
 
 
 def _network_classes() -> dict[str, type[nn.Module]]:
@@ -518,7 +511,7 @@ def _read_safetensors(path: Path) -> dict:
     except (KeyError, ValueError):
         raise CheckpointError(
             f"{path} has no STNO config in its metadata (it was not written by stno); "
-            "convert it with stno-convert or save it with stno.checkpoint.save_safetensors"
+            "convert it with stno-convert or save it with stno.io.checkpoint.save_safetensors"
         ) from None
     return {
         "state_dict": {f"net.{key}": value for key, value in tensors.items()},

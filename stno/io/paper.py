@@ -1,6 +1,6 @@
 """`stno-convert`: turn the paper authors' released weights into an STNO checkpoint.
 
-    stno-convert STVSR_NO.pth stno_paper.ckpt        # or: python -m stno.convert ...
+    stno-convert STVSR_NO.pth stno_paper.ckpt        # or: python -m stno.cli.convert ...
 
 The reference code (``hahazh/STVSR-NO``, class ``Flow_STSR``) has the layers of our ``stno_base``
 under other names and, in two places, other layouts. Every tensor of its state dict is renamed
@@ -23,14 +23,15 @@ The file is read with ``torch.load(weights_only=True)``: no code stored in it ru
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from stno.errors import ConversionError
+from stno.io.configs import preset_net_config
 
 __all__ = [
     "ConversionError",
@@ -39,7 +40,6 @@ __all__ = [
     "convert_state_dict",
     "paper_net_config",
     "convert_checkpoint",
-    "main",
 ]
 
 PRESET = "stno_paper"
@@ -80,10 +80,6 @@ _DECODER_HEAD = {
     "short_cut.0": "decoder.shortcut.0",
     "short_cut.2": "decoder.shortcut.2",
 }
-
-
-class ConversionError(ValueError):
-    """A file that is not the reference's state dict, or one the converter cannot place."""
 
 
 @dataclass
@@ -274,12 +270,7 @@ def convert_state_dict(
 
 def paper_net_config() -> dict:
     """The net config of the ``stno_paper`` preset (``conf/model/stno_paper.yaml``)."""
-    from omegaconf import OmegaConf
-
-    from stno.cli.common import config_dir
-
-    config = OmegaConf.load(config_dir() / "model" / f"{PRESET}.yaml")
-    return OmegaConf.to_container(config.net, resolve=True)
+    return preset_net_config(PRESET)
 
 
 def convert_checkpoint(
@@ -290,7 +281,7 @@ def convert_checkpoint(
     Raises ConversionError when the file is not the reference's layout (a tensor that cannot be
     placed, or a network weight that is missing or has another shape).
     """
-    from stno.checkpoint import build_network, save_network_checkpoint
+    from stno.io.checkpoint import build_network, save_network_checkpoint
 
     reference, where = read_reference_state_dict(reference_path)
     conversion = convert_state_dict(reference, fold_prelu=fold_prelu)
@@ -321,33 +312,3 @@ def convert_checkpoint(
     net.load_state_dict({key: value.float() for key, value in conversion.state_dict.items()})
     path = save_network_checkpoint(net, out_path, preset=PRESET)
     return path, conversion
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="stno-convert",
-        description="Convert the weights of the paper's reference code (hahazh/STVSR-NO) into an "
-        "STNO checkpoint for model=stno_paper.",
-    )
-    parser.add_argument("reference", help="the reference's weights file (.pth)")
-    parser.add_argument("out", help="the checkpoint to write (.ckpt)")
-    parser.add_argument(
-        "--keep-prelu",
-        action="store_true",
-        help="keep the synthesis head's PReLU instead of folding it (synthesis_prelu: true)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        path, conversion = convert_checkpoint(args.reference, args.out, not args.keep_prelu)
-    except ConversionError as error:
-        print(f"stno-convert: error: {error}", file=sys.stderr)
-        return 2
-    for note in conversion.notes:
-        print(note)
-    print(f"converted {len(conversion.state_dict)} tensors, none left unplaced")
-    print(f"wrote {path}; use it with model={PRESET} ckpt_path={path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stno.errors import DataError, DataNotFoundError
+
 __all__ = [
     "DataError",
     "DataNotFoundError",
@@ -29,14 +31,6 @@ __all__ = [
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".mpg", ".mpeg", ".webm", ".m4v", ".y4m")
-
-
-class DataError(ValueError):
-    """Bad data given by the user (corrupt video, empty folder, too few frames, bad scale)."""
-
-
-class DataNotFoundError(DataError, FileNotFoundError):
-    """A data path that does not exist (both a ValueError and a FileNotFoundError)."""
 
 
 def _require_file(path: str | os.PathLike) -> Path:

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from stno.data import DataError, DataNotFoundError, VideoWriter, write_png_frames
-from stno.data.video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from stno.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 __all__ = [
     "InferenceWindow",
@@ -184,7 +184,7 @@ class FrameReader:
                     _raise_mixed_sizes(paths[0], self.size, paths[index], frame.shape[-2:])
                 yield frame
             return
-        from stno.data.video_io import _decoded_frames
+        from stno.io.video import _decoded_frames
 
         for frame in _decoded_frames(self.path):
             yield torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).contiguous()
