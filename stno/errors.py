@@ -19,6 +19,7 @@ __all__ = [
     "ConversionError",
     "OutputError",
     "OutputExistsError",
+    "OutputNotWritableError",
 ]
 
 
@@ -50,8 +51,12 @@ class ConversionError(CheckpointError):
     """A weights file that is not in the layout of the paper's code (``stno-convert``)."""
 
 
-class OutputError(STNOError, OSError):
-    """An output path that cannot be written: a missing or read-only folder, the input itself."""
+class OutputError(STNOError, ValueError):
+    """An output path that cannot be written: a missing folder, the input itself, an unknown kind."""
+
+
+class OutputNotWritableError(OutputError, PermissionError):
+    """An output folder this process may not write to."""
 
 
 class OutputExistsError(OutputError, FileExistsError):

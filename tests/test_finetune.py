@@ -9,8 +9,8 @@ import pytorch_lightning as pl
 import torch
 from test_train import TINY_DATA
 
-from stno.cli.common import UserError
 from stno.cli.train import train
+from stno.errors import STNOError
 from stno.io.checkpoint import CheckpointError, save_network_checkpoint
 from stno.lit.finetune import load_initial_weights
 from stno.nn import STNO
@@ -103,7 +103,7 @@ def test_resume_with_nothing_to_resume_is_a_clear_error(train_config, tmp_path):
         "ckpt_path=last": "ckpt_path=last: nothing to resume",  # Lightning would silently start from scratch
     }
     for override, message in cases.items():
-        with pytest.raises(UserError, match=message) as error:
+        with pytest.raises(STNOError, match=message) as error:
             train(train_config([override, *TINY_DATA], output_dir=tmp_path / "new_run"))
         assert "\n" not in str(error.value)
     assert not (tmp_path / "new_run" / "checkpoints").exists()

@@ -86,6 +86,7 @@ def test_nn_is_plain_torch(module):
     third_party = roots - set(sys.stdlib_module_names) - {"__future__", "stno"}
     assert third_party <= {"torch", "einops"}, f"{module} imports {sorted(third_party)}"
 
+
 def layer_of(name: str) -> int | None:
     for level, packages in enumerate(LAYERS):
         if any(within(name, package) for package in packages):
@@ -100,9 +101,7 @@ def test_no_module_imports_a_higher_layer(module):
     """errors < ops < nn < io < data < inference < evaluation < lit < cli (README, Code map)."""
     level = layer_of(module)
     higher = sorted(
-        name
-        for name in imports(module)
-        if within(name, "stno") and (layer_of(name) or 0) > level
+        name for name in imports(module) if within(name, "stno") and (layer_of(name) or 0) > level
     )
     assert not higher, f"{module} (layer {LAYERS[level][0]}) imports {higher}"
 

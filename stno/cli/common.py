@@ -1,4 +1,4 @@
-"""Helpers shared by the Hydra entry points: where the configs live, one-line user errors."""
+"""What the entry points share: STNO errors (`stno.errors`) as one line and exit code 2."""
 
 from __future__ import annotations
 
@@ -8,24 +8,18 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from stno.errors import STNOError
+
 USER_ERROR_EXIT_CODE = 2
 
 F = TypeVar("F", bound=Callable)
 
 
-class UserError(ValueError):
-    """Bad user input detected by an entry point; shown as one line, exit code 2."""
-
-
-# Exceptions that mean "the user asked for something impossible" rather than "we have a bug".
-USER_ERROR_TYPES: tuple[type[BaseException], ...] = (
-    ValueError,
-    FileNotFoundError,
-    NotADirectoryError,
-    IsADirectoryError,
-    PermissionError,
-    FileExistsError,
-)
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """What an entry point shows as one line: STNO's own errors, and the config errors of Hydra,
+    OmegaConf and Lightning (an unknown override, a missing value, `trainer=gpu` without a GPU).
+    Anything else is a bug: it keeps its traceback."""
+    return (STNOError, *_hydra_config_errors())
 
 
 def _hydra_config_errors() -> tuple[type[BaseException], ...]:
@@ -72,7 +66,7 @@ def one_line_errors(program: str) -> Callable[[F], F]:
             except KeyboardInterrupt:
                 print(f"{program}: interrupted", file=sys.stderr)
                 sys.exit(130)
-            except USER_ERROR_TYPES + _hydra_config_errors() as error:
+            except user_error_types() as error:
                 cause = root_cause(error)
                 print(f"{program}: error: {first_line(cause)}", file=sys.stderr)
                 sys.exit(USER_ERROR_EXIT_CODE)
@@ -99,7 +93,7 @@ def root_cause(error: BaseException) -> BaseException:
             break
         seen.add(id(current))
         inner = current.__cause__ or current.__context__
-        if inner is None or not isinstance(inner, USER_ERROR_TYPES + _hydra_config_errors()):
+        if inner is None or not isinstance(inner, user_error_types()):
             break
         current = inner
     return current

@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from stno.cli.common import one_line_errors
+from stno.errors import ConfigError
 from stno.io.configs import config_dir
 
 
@@ -62,7 +63,7 @@ def evaluate_from_config(cfg: DictConfig) -> dict[str, Any]:
     name = bench.name
     crop_border = int(cfg.crop_border)
     if crop_border < 0:
-        raise ValueError(f"crop_border must be >= 0, got {crop_border}")
+        raise ConfigError(f"crop_border must be >= 0, got {crop_border}")
     protocol = make_protocol(
         name,
         space_scale=cfg.space_scale,

@@ -32,8 +32,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
-from stno.cli.common import UserError, one_line_errors
+from stno.cli.common import one_line_errors
 from stno.cli.sweep import write_result
+from stno.errors import CheckpointNotFoundError, ConfigError
 from stno.io.checkpoint import (
     CheckpointError,
     _read_checkpoint,
@@ -131,7 +132,7 @@ def check_resume_checkpoint(path: Path, training: bool = True) -> int:
     try:
         checkpoint = read_training_checkpoint(path) if training else _read_checkpoint(Path(path))
     except CheckpointError as error:
-        raise UserError(f"cannot {'resume' if training else 'validate'}: {error}") from error
+        raise CheckpointError(f"cannot {'resume' if training else 'validate'}: {error}") from error
     return int(checkpoint.get("global_step", 0))
 
 
@@ -164,7 +165,7 @@ def check_wandb_login(cfg: DictConfig) -> None:
             return
     except (OSError, netrc.NetrcParseError):
         pass
-    raise UserError(
+    raise ConfigError(
         "logger=wandb: not logged in to Weights & Biases; run `wandb login` (or set WANDB_API_KEY), "
         "or log offline with logger.wandb.offline=true and upload later with `wandb sync`"
     )
@@ -182,7 +183,7 @@ def resolve_resume_target(
     if resume is True or str(resume).lower() in ("true", "last"):
         last = output_dir / "checkpoints" / LAST_CHECKPOINT
         if not last.is_file():
-            raise UserError(
+            raise ConfigError(
                 f"{option}={resume}: nothing to resume, {last} does not exist; give resume=<run dir "
                 f"or .ckpt>, or drop {option}= to start a new run"
             )
@@ -195,13 +196,13 @@ def resolve_resume_target(
                     candidate.parent.parent if candidate.parent.name == "checkpoints" else None
                 )
                 return candidate, run_dir
-        raise UserError(
+        raise ConfigError(
             f"resume={resume}: nothing to resume, no checkpoints/{LAST_CHECKPOINT} in that folder; "
             "give a run directory of stno-train or a .ckpt file"
         )
     if path.is_file():
         return path, None
-    raise UserError(
+    raise ConfigError(
         f"resume={resume}: nothing to resume, no such run directory or checkpoint; "
         "drop resume= to start a new run"
     )
@@ -217,7 +218,7 @@ def find_resume_checkpoint(cfg: DictConfig, checkpoint_dir: Path) -> Path | None
             return resolve_resume_target("last", checkpoint_dir.parent, "ckpt_path")[0]
         path = Path(cfg.ckpt_path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(
+            raise CheckpointNotFoundError(
                 f"ckpt_path={cfg.ckpt_path} does not exist: give a .ckpt file written by stno-train"
             )
         return path
@@ -408,7 +409,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def initialise_from(model: STNOLitModule, ckpt_path: str, strict: bool = True) -> str:
     """Fine-tuning: the network (and its EMA copy) starts from a checkpoint's weights only."""
     if not Path(ckpt_path).expanduser().is_file():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"init_ckpt={ckpt_path} does not exist: give a .ckpt file written by stno-train"
         )
     report = load_initial_weights(model.net, ckpt_path, strict=bool(strict))

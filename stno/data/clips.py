@@ -38,6 +38,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from stno.data.sampling import draw_seed, sample_generator
 from stno.data.sources import FrameSource
+from stno.errors import ConfigError
 from stno.io.video import DataError
 from stno.ops.imresize import imresize
 
@@ -200,9 +201,9 @@ def _windows(
     its scene cuts); if none is long enough, that is an error.
     """
     if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+        raise ConfigError(f"stride must be >= 1, got {stride}")
     if per_sequence is not None and per_sequence < 1:
-        raise ValueError(f"max_windows_per_sequence must be >= 1 or null, got {per_sequence}")
+        raise ConfigError(f"max_windows_per_sequence must be >= 1 or null, got {per_sequence}")
     windows = []
     for name, count in source.sequences:
         starts = list(range(0, count - length + 1, stride))
@@ -258,7 +259,7 @@ class FixedScaleClipDataset(Dataset):
         seed: int | None = None,
     ) -> None:
         if num_inputs < 2:
-            raise ValueError(f"num_inputs must be >= 2, got {num_inputs}")
+            raise ConfigError(f"num_inputs must be >= 2, got {num_inputs}")
         if not scale >= 1:
             raise DataError(f"space scale must be >= 1 (HR at least as large as LR), got {scale}")
         self.source = source
@@ -358,10 +359,12 @@ class ContinuousClipDataset(Dataset):
         max_windows_per_sequence: int | None = None,
     ) -> None:
         if window < 3:
-            raise ValueError(f"window must be >= 3 (two inputs and a target between), got {window}")
+            raise ConfigError(
+                f"window must be >= 3 (two inputs and a target between), got {window}"
+            )
         self.scale_range = _check_scale_range(scale_range)
         if times is None and not 1 <= num_times <= window - 2:
-            raise ValueError(
+            raise ConfigError(
                 f"num_times must be in 1..{window - 2} for window {window}, got {num_times}"
             )
         self.source = source
@@ -422,11 +425,11 @@ class ContinuousCollate:
         if self.spans is not None and (
             not self.spans or any(not 2 <= v <= window - 1 for v in self.spans)
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"spans must be input spacings in 2..{window - 1} for window {window}, got {spans}"
             )
         if self.spans is not None and times is not None:
-            raise ValueError("give either spans (random input spacing) or fixed times, not both")
+            raise ConfigError("give either spans (random input spacing) or fixed times, not both")
         self.scale_range = _check_scale_range(scale_range)
         self.num_times = num_times
         self.fixed_indices = None if times is None else self._indices_of(times)

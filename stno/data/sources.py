@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from stno.errors import ConfigError
 from stno.io.video import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -336,7 +337,7 @@ class SequenceSubset(FrameSource):
             if name not in counts:
                 raise KeyError(f"no sequence {name!r} in {source!r}")
             if not 0 <= start < stop <= counts[name]:
-                raise ValueError(
+                raise ConfigError(
                     f"bad frame range {start}..{stop} for {name!r} ({counts[name]} frames)"
                 )
         self.source = source
@@ -374,7 +375,7 @@ def split_sequences(
     and the rest validation. ``min_frames`` (e.g. the clip window) is checked for both parts.
     """
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
     sequences = source.sequences
     if len(sequences) >= 2:
         num_val = min(len(sequences) - 1, max(1, round(len(sequences) * val_fraction)))

@@ -17,6 +17,7 @@ from stno.data import (
     VideoFileSource,
     VimeoSeptupletSource,
 )
+from stno.errors import ConfigError, DataNotFoundError
 from stno.io.video import VIDEO_EXTENSIONS
 
 from .protocols import (
@@ -70,13 +71,13 @@ def make_protocol(
     inputs; ``mode``/``num_inputs`` apply to the Vid4 family, ``selection``/``stride`` to GoPro/Adobe240.
     """
     if benchmark not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
+        raise ConfigError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
     family = BENCHMARKS[benchmark]
     space_scale = check_space_scale(space_scale)
     stamps = timestamps(time_scale, times)
     step = frame_step(stamps)
     if step < 2:
-        raise ValueError(
+        raise ConfigError(
             "time_scale must be an integer >= 2 for benchmarks (ground truth between inputs)"
         )
     settings: dict[str, Any] = {
@@ -108,7 +109,7 @@ def make_protocol(
 
     else:
         if step != 2:
-            raise ValueError(f"Vimeo-90K septuplets are scored at time_scale=2 only, got {step}")
+            raise ConfigError(f"Vimeo-90K septuplets are scored at time_scale=2 only, got {step}")
         settings.update(inputs="frames 1, 3, 5, 7 of each septuplet")
 
         def windows(num_frames: int) -> list[Window]:
@@ -140,13 +141,13 @@ def open_source(
     ``video`` a video file, a folder of videos, or frame folders.
     """
     if root is None or str(root) == "":
-        raise ValueError(f"give the benchmark folder: benchmark.root=<path to {benchmark}>")
+        raise ConfigError(f"give the benchmark folder: benchmark.root=<path to {benchmark}>")
     root = Path(root).expanduser()
     if not root.exists():
-        raise FileNotFoundError(f"benchmark folder not found: {root} (set benchmark.root=<path>)")
+        raise DataNotFoundError(f"benchmark folder not found: {root} (set benchmark.root=<path>)")
     family = BENCHMARKS.get(benchmark)
     if family is None:
-        raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
+        raise ConfigError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
     if benchmark == "video" and _is_video_path(root):
         source: FrameSource = VideoFileSource(root)
     elif family == "vimeo":
@@ -160,14 +161,14 @@ def open_source(
         wanted = [str(name) for name in sequences]
         unknown = [name for name in wanted if name not in available]
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"sequences {unknown} not found in {root} (it has: {', '.join(list(available)[:10])}"
                 f"{', ...' if len(available) > 10 else ''})"
             )
         source = SequenceSubset(source, {name: (0, available[name]) for name in wanted})
     if max_frames is not None:
         if int(max_frames) < 2:
-            raise ValueError(f"max_frames must be >= 2, got {max_frames}")
+            raise ConfigError(f"max_frames must be >= 2, got {max_frames}")
         source = SequenceSubset(
             source, {name: (0, min(count, int(max_frames))) for name, count in source.sequences}
         )

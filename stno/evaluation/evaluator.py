@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from stno.data import FrameSource, VideoWriter, make_lr, write_png_frames
+from stno.errors import ConfigError
 from stno.ops.metrics import frame_metrics
 
 from .benchmarks import Protocol
@@ -160,11 +161,11 @@ def evaluate(
     from stno.nn import BicubicBlend
 
     if crop_border < 0:
-        raise ValueError(f"crop_border must be >= 0, got {crop_border}")
+        raise ConfigError(f"crop_border must be >= 0, got {crop_border}")
     if max_queries is not None and int(max_queries) < 1:
-        raise ValueError(f"max_queries must be a positive integer or null, got {max_queries}")
+        raise ConfigError(f"max_queries must be a positive integer or null, got {max_queries}")
     if (save_frames or save_video or save_comparisons) and output_dir is None:
-        raise ValueError("save_frames/save_video/save_comparisons need an output_dir")
+        raise ConfigError("save_frames/save_video/save_comparisons need an output_dir")
     output_dir = Path(output_dir) if output_dir is not None else None
     device = torch.device(device)
     net = net.to(device).eval()

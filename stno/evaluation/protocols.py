@@ -36,6 +36,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stno.errors import ConfigError
+
 __all__ = [
     "Window",
     "vid4_windows",
@@ -83,17 +85,17 @@ def timestamps(time_scale: int | None = None, times: Sequence[float] | None = No
         if any(not 0.0 < t < 1.0 for t in values) or any(
             b <= a for a, b in zip(values, values[1:], strict=False)
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"times must be strictly increasing values in (0, 1), got {list(times)}"
             )
         return values
     if time_scale is None:
-        raise ValueError("give time_scale (an integer >= 2) or times")
+        raise ConfigError("give time_scale (an integer >= 2) or times")
     if isinstance(time_scale, float) and not time_scale.is_integer():
-        raise ValueError(f"time_scale must be an integer >= 1, got {time_scale}")
+        raise ConfigError(f"time_scale must be an integer >= 1, got {time_scale}")
     time_scale = int(time_scale)
     if time_scale < 1:
-        raise ValueError(f"time_scale must be an integer >= 1, got {time_scale}")
+        raise ConfigError(f"time_scale must be an integer >= 1, got {time_scale}")
     return [i / time_scale for i in range(1, time_scale)]
 
 
@@ -105,7 +107,7 @@ def frame_step(times: Sequence[float]) -> int:
     step = len(times) + 1
     expected = [i / step for i in range(1, step)]
     if any(abs(a - b) > 1e-6 for a, b in zip(times, expected, strict=True)):
-        raise ValueError(
+        raise ConfigError(
             f"times {list(times)} do not fall on ground-truth frames; benchmarks need "
             f"times=[1/k, ..., (k-1)/k] (or time_scale=k)"
         )
@@ -115,7 +117,7 @@ def frame_step(times: Sequence[float]) -> int:
 def check_space_scale(scale: float) -> float:
     scale = float(scale)
     if not math.isfinite(scale) or scale < 1.0:
-        raise ValueError(f"space_scale must be a number >= 1 (e.g. 4, 2.5, 8), got {scale}")
+        raise ConfigError(f"space_scale must be a number >= 1 (e.g. 4, 2.5, 8), got {scale}")
     return scale
 
 
@@ -141,14 +143,14 @@ def vid4_windows(
         time_scale: frames from one input to the next (2: inputs are the even-index frames).
     """
     if mode not in ("window", "sequence"):
-        raise ValueError(f"mode must be 'window' or 'sequence', got {mode!r}")
+        raise ConfigError(f"mode must be 'window' or 'sequence', got {mode!r}")
     step = int(time_scale)
     if step < 1:
-        raise ValueError(f"time_scale must be >= 1, got {time_scale}")
+        raise ConfigError(f"time_scale must be >= 1, got {time_scale}")
     if num_inputs < 2:
-        raise ValueError(f"num_inputs must be >= 2, got {num_inputs}")
+        raise ConfigError(f"num_inputs must be >= 2, got {num_inputs}")
     if num_frames < step + 1:
-        raise ValueError(
+        raise ConfigError(
             f"a sequence of {num_frames} frames is too short for time scale x{step} "
             f"(needs at least {step + 1} frames: two inputs and the frames between them)"
         )
@@ -183,15 +185,15 @@ def gopro_windows(
             their boundary frames and cover the sequence).
     """
     if selection not in ("center", "average"):
-        raise ValueError(f"selection must be 'center' or 'average', got {selection!r}")
+        raise ConfigError(f"selection must be 'center' or 'average', got {selection!r}")
     span = int(time_scale)
     if span < 2:
-        raise ValueError(f"time_scale must be >= 2 for GoPro/Adobe240 windows, got {time_scale}")
+        raise ConfigError(f"time_scale must be >= 2 for GoPro/Adobe240 windows, got {time_scale}")
     stride = span if stride is None else int(stride)
     if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+        raise ConfigError(f"stride must be >= 1, got {stride}")
     if num_frames < span + 1:
-        raise ValueError(
+        raise ConfigError(
             f"a sequence of {num_frames} frames is shorter than one {span + 1}-frame window"
         )
     windows = []
@@ -210,5 +212,5 @@ def gopro_windows(
 def vimeo_windows(num_frames: int = 7) -> list[Window]:
     """Vimeo-90K septuplet: inputs frames 1, 3, 5, 7 (0-based 0, 2, 4, 6), all 7 scored."""
     if num_frames != 7:
-        raise ValueError(f"a Vimeo-90K septuplet has 7 frames, got {num_frames}")
+        raise ConfigError(f"a Vimeo-90K septuplet has 7 frames, got {num_frames}")
     return [Window((0, 2, 4, 6), tuple(range(7)))]

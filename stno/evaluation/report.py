@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stno.errors import DataError
+
 __all__ = [
     "METRIC_NAMES",
     "AVERAGE_DEFINITION",
@@ -42,7 +44,7 @@ def aggregate(frames: Sequence[dict[str, Any]]) -> tuple[dict, dict, dict]:
     mean over sequences of those means; ``average_over_frames``: mean over all frames.
     """
     if not frames:
-        raise ValueError("no frames were scored")
+        raise DataError("no frames were scored")
     keys = [*METRIC_NAMES, *(key for key in BASELINE_NAMES if key in frames[0])]
     grouped: dict[str, list[dict]] = {}
     for frame in frames:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from stno.errors import ConfigError
 from stno.nn.stno import PRECISIONS
 
 __all__ = ["PRECISIONS", "resolve_precision", "cpu_flags", "WithPrecision", "at_precision"]
@@ -38,7 +39,7 @@ def resolve_precision(
     """``requested`` (fp32, bf16 or auto) -> (``"fp32"`` or ``"bf16"``, why, in a few words)."""
     requested = str(requested).lower()
     if requested not in (*PRECISIONS, "auto"):
-        raise ValueError(f"precision must be fp32, bf16 or auto, got {requested!r}")
+        raise ConfigError(f"precision must be fp32, bf16 or auto, got {requested!r}")
     if requested != "auto":
         return requested, "as requested"
     if device.type == "cuda":
@@ -64,7 +65,9 @@ class WithPrecision(torch.nn.Module):
     def __init__(self, net: torch.nn.Module, precision: str) -> None:
         super().__init__()
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
         self.net = net
         self.precision = precision
 

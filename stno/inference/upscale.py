@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from stno.data import DataError, DataNotFoundError, VideoWriter, write_png_frames
+from stno.errors import ConfigError, OutputError, OutputExistsError, OutputNotWritableError
 from stno.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 __all__ = [
@@ -72,9 +73,9 @@ class InferenceWindow:
 
 def _check_window(window: int, context: int) -> None:
     if window < 2:
-        raise ValueError(f"window must be >= 2 input frames, got {window}")
+        raise ConfigError(f"window must be >= 2 input frames, got {window}")
     if context < 0 or window - 1 - 2 * context < 1:
-        raise ValueError(
+        raise ConfigError(
             f"context={context} leaves no frames to emit in a window of {window} inputs; "
             f"need window >= 2 * context + 2"
         )
@@ -204,19 +205,19 @@ def output_size_for(
         try:
             size = tuple(int(v) for v in out_size)
         except (TypeError, ValueError):
-            raise ValueError(f"out_size must be [H, W], got {out_size!r}") from None
+            raise ConfigError(f"out_size must be [H, W], got {out_size!r}") from None
         if len(size) != 2 or size[0] < height or size[1] < width:
-            raise ValueError(
+            raise ConfigError(
                 f"out_size {list(out_size)} must be two sizes at least the input's {height}x{width}"
             )
         return size  # type: ignore[return-value]
     if space_scale is None:
-        raise ValueError("give space_scale (a number >= 1) or out_size=[H, W]")
+        raise ConfigError("give space_scale (a number >= 1) or out_size=[H, W]")
     scale = float(space_scale)
     if not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"space_scale must be a positive number >= 1, got {space_scale}")
+        raise ConfigError(f"space_scale must be a positive number >= 1, got {space_scale}")
     if scale < 1:
-        raise ValueError(f"space_scale {space_scale} < 1 would shrink the video; use a scale >= 1")
+        raise ConfigError(f"space_scale {space_scale} < 1 would shrink the video; use a scale >= 1")
     return int(round(height * scale)), int(round(width * scale))
 
 
@@ -367,49 +368,49 @@ def _check_output(output: Path, input_path: Path, overwrite: bool = False) -> st
     images only). Writing is tried in the output's folder now, before any frame is computed.
     """
     if output.resolve() == input_path.resolve():
-        raise ValueError(f"output {output} is the input; choose another output path")
+        raise OutputError(f"output {output} is the input; choose another output path")
     suffix = output.suffix.lower()
     if suffix in VIDEO_EXTENSIONS:
         kind = "video"
         if output.is_dir():
-            raise ValueError(f"output {output} is a folder; give a file name such as out.mp4")
+            raise OutputError(f"output {output} is a folder; give a file name such as out.mp4")
         if output.exists() and not overwrite:
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"output {output} already exists; pass overwrite=true to replace it, or choose another"
             )
     elif suffix == "":
         kind = "folder"
         if output.exists() and not output.is_dir():
-            raise ValueError(f"output {output} is a file; give a folder name or a video file name")
+            raise OutputError(f"output {output} is a file; give a folder name or a video file name")
         if output.exists() and any(output.iterdir()):
             if not overwrite:
-                raise FileExistsError(
+                raise OutputExistsError(
                     f"output folder {output} already exists and is not empty; pass overwrite=true "
                     "to replace it, or choose another"
                 )
             if any(not _is_frame_file(entry) for entry in output.iterdir()):
-                raise ValueError(
+                raise OutputError(
                     f"output folder {output} holds other files than frame images: not replaced "
                     "even with overwrite=true; remove it or choose another"
                 )
     else:
-        raise ValueError(
+        raise OutputError(
             f"output {output}: unknown kind '{suffix}'; give a video ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) "
             "or a folder name without extension"
         )
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
-        raise ValueError(
+        raise OutputError(
             f"cannot write {output}: folder {parent} does not exist or is not a folder"
         )
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write {output}: folder {parent} is not writable")
+        raise OutputNotWritableError(f"cannot write {output}: folder {parent} is not writable")
     probe = parent / f".{output.name}.probe-{os.getpid()}"
     try:
         probe.touch(exist_ok=False)
         probe.unlink()
     except OSError as error:
-        raise PermissionError(
+        raise OutputNotWritableError(
             f"cannot write {output}: creating a file in {parent} fails ({error.strerror or error})"
         ) from error
     return kind
@@ -456,14 +457,14 @@ def upscale_video(
         a summary dict: input/output frame counts, sizes, fps, seconds.
     """
     if isinstance(time_scale, float) and not float(time_scale).is_integer():
-        raise ValueError(f"time_scale must be an integer >= 1, got {time_scale}")
+        raise ConfigError(f"time_scale must be an integer >= 1, got {time_scale}")
     time_scale = int(time_scale)
     if time_scale < 1:
-        raise ValueError(f"time_scale must be an integer >= 1, got {time_scale}")
+        raise ConfigError(f"time_scale must be an integer >= 1, got {time_scale}")
     if max_queries is not None and int(max_queries) < 1:
-        raise ValueError(f"max_queries must be a positive integer or null, got {max_queries}")
+        raise ConfigError(f"max_queries must be a positive integer or null, got {max_queries}")
     if fps is not None and not float(fps) > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
+        raise ConfigError(f"fps must be positive, got {fps}")
     _check_window(window, context)
     input_path, output_path = Path(input_path).expanduser(), Path(output_path).expanduser()
     reader = FrameReader(input_path, input_fps)

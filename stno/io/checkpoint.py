@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 import stno
-from stno.errors import CheckpointError, CheckpointNotFoundError
+from stno.errors import CheckpointError, CheckpointNotFoundError, ConfigError
 
 __all__ = [
     "CheckpointError",
@@ -376,9 +376,11 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as error:
-        raise ValueError(f"unknown device {device!r} (use cpu, cuda, cuda:0 or auto)") from error
+        raise ConfigError(f"unknown device {device!r} (use cpu, cuda, cuda:0 or auto)") from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device} was asked for but CUDA is not available; use device=cpu")
+        raise ConfigError(
+            f"device={device} was asked for but CUDA is not available; use device=cpu"
+        )
     return resolved
 
 
@@ -387,7 +389,7 @@ def set_threads(num_threads: int | None) -> None:
     if num_threads is None:
         return
     if int(num_threads) < 1:
-        raise ValueError(f"num_threads must be >= 1 or null, got {num_threads}")
+        raise ConfigError(f"num_threads must be >= 1 or null, got {num_threads}")
     torch.set_num_threads(int(num_threads))
 
 

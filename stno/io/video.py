@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stno.errors import DataError, DataNotFoundError
+from stno.errors import ConfigError, DataError, DataNotFoundError
 
 __all__ = [
     "DataError",
@@ -207,7 +207,7 @@ class VideoWriter:
     ) -> None:
         self.path = Path(path)
         if fps <= 0:
-            raise ValueError(f"VideoWriter: fps must be positive, got {fps}")
+            raise ConfigError(f"VideoWriter: fps must be positive, got {fps}")
         if not self.path.parent.exists():
             raise DataNotFoundError(f"output folder does not exist: {self.path.parent}")
         self.fps = fps
@@ -271,7 +271,7 @@ class VideoWriter:
             if self._container is None:
                 self._open(height, width)
             elif (height, width) != self._size:
-                raise ValueError(
+                raise DataError(
                     f"VideoWriter: frame size {height}x{width} differs from the first frame's "
                     f"{self._size[0]}x{self._size[1]}"
                 )

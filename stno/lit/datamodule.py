@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from stno.data.sampling import ResumableSampler
+from stno.errors import ConfigError
 
 
 def seed_worker(worker_id: int) -> None:
@@ -90,9 +91,9 @@ class ClipDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1 or val_batch_size < 1:
-            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {val_batch_size}")
+            raise ConfigError(f"batch sizes must be >= 1, got {batch_size} and {val_batch_size}")
         if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
         self.source = source
         self.root = root
         self.val_root = val_root
@@ -122,7 +123,7 @@ class ClipDataModule(pl.LightningDataModule):
         if factory is None or isinstance(factory, Dataset):
             return factory
         if source is None:
-            raise ValueError("no frame source configured: set data.source (or data.val_source)")
+            raise ConfigError("no frame source configured: set data.source (or data.val_source)")
         return factory(source=source)
 
     def setup(self, stage: str | None = None) -> None:
@@ -194,9 +195,9 @@ class ClipDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
-            raise ValueError("no training data configured: set data.train_dataset")
+            raise ConfigError("no training data configured: set data.train_dataset")
         if len(self.train_dataset) < self.batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"the training set has {len(self.train_dataset)} clips, fewer than "
                 f"data.batch_size={self.batch_size}: lower the batch size or add data"
             )

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
+from stno.errors import ConfigError
 from stno.ops.metrics import frame_metrics
 
 # Metrics of the model, and of the bicubic_blend baseline on the same clips.
@@ -25,7 +26,7 @@ VALIDATED_STEP = "stno/validated_step"
 def build_from_config(config: Mapping[str, Any]) -> Any:
     """Instantiate `{"_target_": "pkg.Class", **kwargs}` without Hydra (plain dicts only)."""
     if "_target_" not in config:
-        raise ValueError(
+        raise ConfigError(
             f"network config needs a `_target_` (e.g. stno.nn.STNO), got keys {sorted(config)}"
         )
     kwargs = {key: value for key, value in config.items() if not key.startswith("_")}
@@ -33,7 +34,7 @@ def build_from_config(config: Mapping[str, Any]) -> Any:
     try:
         target = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot import network class {config['_target_']!r}: {error}") from error
+        raise ConfigError(f"cannot import network class {config['_target_']!r}: {error}") from error
     return target(**kwargs)
 
 
@@ -110,17 +111,17 @@ class STNOLitModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         if scheduler_interval not in ("step", "epoch"):
-            raise ValueError(
+            raise ConfigError(
                 f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}"
             )
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
+            raise ConfigError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
         if train_queries is not None and int(train_queries) < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"train_queries must be a positive integer or null, got {train_queries}"
             )
         if int(freeze_motion_steps) < 0:
-            raise ValueError(f"freeze_motion_steps must be >= 0, got {freeze_motion_steps}")
+            raise ConfigError(f"freeze_motion_steps must be >= 0, got {freeze_motion_steps}")
         net_config = plain_container(net)
         # Only plain containers go into checkpoints, so they load with torch.load(weights_only=True).
         self.save_hyperparameters(
@@ -141,7 +142,7 @@ class STNOLitModule(pl.LightningModule):
         )
         self.net: nn.Module = build_from_config(net_config)
         if freeze_motion_steps and not isinstance(getattr(self.net, "motion", None), nn.Module):
-            raise ValueError(
+            raise ConfigError(
                 f"freeze_motion_steps={freeze_motion_steps} needs a network with a motion stage "
                 f"(net.motion); {net_config['_target_']} has none: set model.freeze_motion_steps=0"
             )
@@ -234,12 +235,14 @@ class STNOLitModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         parameters = [parameter for parameter in self.net.parameters() if parameter.requires_grad]
         if not parameters:
-            raise ValueError(
+            raise ConfigError(
                 f"model {self.hparams.preset or self.hparams.net['_target_']} has no trainable "
                 "parameters: validate it with `stno-train model=bicubic_blend train=false`"
             )
         if self.optimizer_factory is None:
-            raise ValueError("no optimizer configured: set model.optimizer (e.g. torch.optim.Adam)")
+            raise ConfigError(
+                "no optimizer configured: set model.optimizer (e.g. torch.optim.Adam)"
+            )
         optimizer = self.optimizer_factory(params=parameters)
         if self.scheduler_factory is None:
             return optimizer

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from stno.errors import ConfigError
+
 __all__ = [
     "HeadLayerNorm",
     "GalerkinAttention",
@@ -70,7 +72,7 @@ class _MultiHeadProjections(nn.Module):
         super().__init__()
         dim_head = dim_head or dim // heads
         if dim_head * heads == 0:
-            raise ValueError(f"dim={dim} and heads={heads} give no channels per head")
+            raise ConfigError(f"dim={dim} and heads={heads} give no channels per head")
         inner = dim_head * heads
         self.heads = heads
         self.dim_head = dim_head

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stno.errors import ConfigError
 from stno.ops.warping import full_precision, pixel_centers
 
 from .attention import GalerkinAttention
@@ -188,7 +189,7 @@ class ContinuousDecoder(nn.Module):
         each sampled pixel explicitly (Q is small in training) and lifts it with one matmul.
         """
         if self.blocks:
-            raise ValueError(
+            raise ConfigError(
                 "sampled-query decoding needs global attention statistics over every target "
                 "pixel; it is not available with decoder attention blocks (set train_queries=null)"
             )

@@ -25,6 +25,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
+from stno.errors import ConfigError
 from stno.ops.warping import (
     backward_warp,
     coordinate_grid,
@@ -136,7 +137,7 @@ class CrossFrameMotionBlock(nn.Module):
     ):
         super().__init__()
         if dim % heads:
-            raise ValueError(f"attention dim {dim} must be divisible by heads {heads}")
+            raise ConfigError(f"attention dim {dim} must be divisible by heads {heads}")
         self.heads, self.dim = heads, dim
         self.linspace_coords = linspace_coords
         self.reference_wiring = reference_wiring

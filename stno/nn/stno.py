@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from stno.errors import ConfigError
 from stno.ops.warping import full_precision
 
 from .decoder import ContinuousDecoder, sample_at_pixels
@@ -30,22 +31,24 @@ def check_video_call(
     Raises ValueError with a message that says what to change.
     """
     if frames.dim() != 5 or frames.shape[2] != 3:
-        raise ValueError(f"frames must have shape (B, T, 3, h, w), got {tuple(frames.shape)}")
+        raise ConfigError(f"frames must have shape (B, T, 3, h, w), got {tuple(frames.shape)}")
     if frames.shape[1] < 2:
-        raise ValueError(f"need at least 2 input frames (T >= 2), got T={frames.shape[1]}")
+        raise ConfigError(f"need at least 2 input frames (T >= 2), got T={frames.shape[1]}")
     times = [float(t) for t in times]
     for t in times:
         if not 0.0 < t < 1.0 or math.isnan(t):
-            raise ValueError(f"timestamps must lie strictly between 0 and 1, got {t}")
+            raise ConfigError(f"timestamps must lie strictly between 0 and 1, got {t}")
     if any(b <= a for a, b in zip(times, times[1:], strict=False)):
-        raise ValueError(f"timestamps must be strictly increasing without repeats, got {times}")
+        raise ConfigError(f"timestamps must be strictly increasing without repeats, got {times}")
     try:
         H, W = (int(s) for s in out_size)
     except (TypeError, ValueError):
-        raise ValueError(f"out_size must be two integers (H, W), got {out_size!r}") from None
+        raise ConfigError(f"out_size must be two integers (H, W), got {out_size!r}") from None
     h, w = frames.shape[-2:]
     if H < h or W < w:
-        raise ValueError(f"output size {H}x{W} is smaller than the input {h}x{w}; use a scale >= 1")
+        raise ConfigError(
+            f"output size {H}x{W} is smaller than the input {h}x{w}; use a scale >= 1"
+        )
     return times, (H, W)
 
 
@@ -189,7 +192,9 @@ class STNO(nn.Module):
         """
         times, (H, W) = check_video_call(frames, times, out_size)
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
         with torch.autocast(frames.device.type, torch.bfloat16, enabled=precision == "bf16"):
             out = self._run(frames, times, (H, W), max_queries, pixels)
         if self.clamp_output and not self.training:
@@ -222,7 +227,7 @@ class STNO(nn.Module):
         flat_pixels = None if pixels is None else rearrange(pixels, "b o q -> (b o) q")
         if self.reflect_padding and (ph or pw):
             if flat_pixels is not None:
-                raise ValueError("sampled-query decoding is not available with reflect_padding")
+                raise ConfigError("sampled-query decoding is not available with reflect_padding")
             # decode the padded map at the padded target size, then crop: the reference's scripts
             feats = rearrange(feats, "b o c y x -> (b o) c y x")
             size = (round(H / h * (h + ph)), round(W / w * (w + pw)))

@@ -24,6 +24,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from stno.errors import ConfigError
+
 __all__ = ["imresize", "crop_to_multiple", "output_size", "resize_matrix"]
 
 # Tolerance for ceil(scale * size): 1/3 * 48 must give 16, not 17.
@@ -138,7 +140,7 @@ def imresize(
             raise ValueError(f"imresize: scale must be positive, got {scale!r}")
         out_hw = output_size(in_size, scales)
         if min(out_hw) < 1:
-            raise ValueError(f"imresize: scale {scale!r} gives an empty output from {in_size}")
+            raise ConfigError(f"imresize: scale {scale!r} gives an empty output from {in_size}")
     compute_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     y = x.to(compute_dtype)
     # MATLAB resizes the axis with the smaller scale first (stable order: H before W on ties).

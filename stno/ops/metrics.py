@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from stno.errors import ConfigError
+
 __all__ = ["quantize_8bit", "rgb_to_y", "psnr", "ssim", "frame_metrics"]
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
@@ -109,7 +111,7 @@ def frame_metrics(
     if pred.dim() != 4 or pred.shape[1] != 3:
         raise ValueError(f"frame_metrics: expected (N, 3, H, W), got shape {tuple(pred.shape)}")
     if crop_border < 0 or 2 * crop_border >= min(pred.shape[-2:]):
-        raise ValueError(
+        raise ConfigError(
             f"frame_metrics: crop_border {crop_border} is too large for {tuple(pred.shape[-2:])}"
         )
     pred_q = quantize_8bit(pred)
