@@ -11,7 +11,8 @@ import pytest
 import torch
 from test_train import TINY_DATA, _stno_train
 
-from stno.cli.sweep import SweepSummary, collect_results, write_result, write_summary
+from stno.cli.sweep import SweepSummary
+from stno.lit.results import collect_results, write_result, write_summary
 
 
 def _fake_job(sweep_dir: Path, name: str, overrides: list[str], result: dict | None) -> None:

@@ -33,7 +33,6 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
 from stno.cli.common import one_line_errors
-from stno.cli.sweep import write_result
 from stno.errors import CheckpointNotFoundError, ConfigError
 from stno.io.checkpoint import (
     CheckpointError,
@@ -45,6 +44,7 @@ from stno.io.configs import config_dir
 from stno.lit import STNOLitModule
 from stno.lit.finetune import load_initial_weights
 from stno.lit.module import VALIDATED_STEP
+from stno.lit.results import write_result
 
 LAST_CHECKPOINT = "last.ckpt"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from stno.errors import DataError
+from stno.io.files import write_text_atomic
 
 __all__ = [
     "METRIC_NAMES",
@@ -152,24 +153,14 @@ def markdown_table(document: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
 def write_reports(document: dict[str, Any], output_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``metrics.json`` and ``metrics.md`` into ``output_dir``; returns their paths."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     json_path = output_dir / "metrics.json"
     md_path = output_dir / "metrics.md"
-    _atomic_write_text(
+    write_text_atomic(
         json_path, json.dumps(_json_value(document), indent=1, allow_nan=False) + "\n"
     )
-    _atomic_write_text(md_path, markdown_table(document))
+    write_text_atomic(md_path, markdown_table(document))
     return json_path, md_path

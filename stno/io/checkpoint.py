@@ -23,6 +23,7 @@ from torch import nn
 
 import stno
 from stno.errors import CheckpointError, CheckpointNotFoundError, ConfigError
+from stno.io.files import atomic_output, remove_orphan_temporaries
 
 __all__ = [
     "CheckpointError",
@@ -299,71 +300,11 @@ def save_network_checkpoint(
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it into place.
-
-    A process killed while saving leaves the previous complete file (or none), never a torn one;
-    the data is flushed to disk (``fsync``) before the rename, so a power loss cannot leave an
-    empty file under the final name either. A killed writer's ``.<name>.<pid>.tmp`` is removed
-    by :func:`remove_orphan_temporaries`.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
-    try:
+    """``torch.save`` through :func:`stno.io.files.atomic_output`, flushed to disk: a process
+    killed while saving leaves the previous complete file (or none), never a torn one."""
+    with atomic_output(path, durable=True) as temporary:
         torch.save(obj, temporary)
-        with open(temporary, "rb") as handle:  # on disk before the rename makes it the file
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        _fsync_folder(path.parent)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    return path
-
-
-TEMPORARY_SUFFIX = ".tmp"
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (where the OS allows opening a folder)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def remove_orphan_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete ``.<name>.<pid>.tmp`` files that :func:`atomic_torch_save` left when killed.
-
-    Only files of processes that are no longer running are removed. Returns the removed paths.
-    """
-    removed = []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return removed
-    for candidate in folder.glob(f".*{TEMPORARY_SUFFIX}"):
-        pid = candidate.name[: -len(TEMPORARY_SUFFIX)].rsplit(".", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and _process_exists(int(pid)):
-            continue
-        candidate.unlink(missing_ok=True)
-        removed.append(candidate)
-    return removed
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return Path(path)
 
 
 BASELINE_MODEL = "bicubic_blend"
@@ -482,17 +423,10 @@ def save_safetensors(
         raise CheckpointError(f"save_safetensors: {target} is not an STNO network")
     document = {"net": {"_target_": target, **_plain(dict(net.config))}, "preset": preset, **record}
     tensors = {key: value.detach().cpu().contiguous() for key, value in net.state_dict().items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_output(path) as temporary:
         save_file(tensors, str(temporary), metadata={_METADATA_KEY: json.dumps(document)})
         os.chmod(temporary, 0o644)  # a data file like any other (safetensors writes it private)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    return path
+    return Path(path)
 
 
 def _read_safetensors(path: Path) -> dict:
