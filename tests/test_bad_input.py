@@ -97,7 +97,7 @@ class Case:
 
 
 def _infer(*args: str, output: str = "{out}/result.mp4") -> list[str]:
-    return [f"output={output}", "model=bicubic_blend", "space_scale=1", "progress=false", *args]
+    return [f"output={output}", "preset=bicubic_blend", "space_scale=1", "progress=false", *args]
 
 
 CASES = {
@@ -144,7 +144,7 @@ CASES = {
         "result.mp4",
     ),
     "infer: no output=": Case(
-        "infer", ["input={in}/good.mp4", "model=bicubic_blend"], "output= is required"
+        "infer", ["input={in}/good.mp4", "preset=bicubic_blend"], "output= is required"
     ),
     "infer: unreadable video": Case(
         "infer", _infer("input={in}/noise.mp4"), "cannot open video", "result.mp4"
@@ -167,8 +167,8 @@ CASES = {
     "infer: wrong preset": Case(
         "infer",
         ["input={in}/good.mp4", "output={out}/result.mp4"]
-        + ["ckpt_path={in}/bicubic.ckpt", "model=stno_tiny"],
-        "model=stno_tiny was asked for",
+        + ["ckpt_path={in}/bicubic.ckpt", "preset=stno_tiny"],
+        "preset=stno_tiny was asked for",
         "result.mp4",
     ),
     # --- stno-eval --------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from stno.cli.train import instantiate_group, instantiate_model
 from stno.io.configs import config_dir
+from stno.lit.run import instantiate_group, instantiate_model
 
 # The groups train.yaml composes; their files are found on disk so a new one is tested too.
 TRAIN_GROUPS = (
@@ -105,8 +105,8 @@ def test_experiments_override_only_what_differs(train_config):
 def _instantiate_experiment(train_config, tmp_path, overrides):
     cfg = train_config(overrides, output_dir=tmp_path / "run")
     datamodule = hydra.utils.instantiate(cfg.data)
-    model = instantiate_model(cfg.model)
-    callbacks = instantiate_group(cfg.callbacks)
+    model = instantiate_model(cfg.model, hydra.utils.instantiate)
+    callbacks = instantiate_group(cfg.callbacks, hydra.utils.instantiate)
     trainer = hydra.utils.instantiate(
         cfg.trainer,
         callbacks=callbacks,

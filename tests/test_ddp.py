@@ -135,7 +135,7 @@ def test_multirun_of_ddp_jobs_makes_one_directory_per_job(tmp_path):
 
 
 def test_freezing_the_motion_stage_lets_ddp_expect_unused_parameters(train_config):
-    from stno.cli.train import prepare_run_config
+    from stno.lit.run import prepare_run_config
 
     cfg = prepare_run_config(train_config(["trainer=ddp_cpu", "model.freeze_motion_steps=5"]))
     assert cfg.trainer.strategy == "ddp_spawn_find_unused_parameters_true"

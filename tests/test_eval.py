@@ -245,9 +245,17 @@ def vid4_like_root(tmp_path_factory) -> Path:
     return root
 
 
+def bench_source(name: str, root: Path, *overrides: str):
+    """The frames of benchmark ``name`` at ``root`` as stno-eval opens them (its `_target_`)."""
+    from hydra.utils import instantiate
+
+    cfg = compose_eval([f"benchmark={name}", f"benchmark.root={root}", *overrides])
+    return open_source(cfg.benchmark, instantiate)
+
+
 @pytest.mark.parametrize("scale", [4, 2.5])
 def test_bicubic_blend_matches_an_independent_numpy_computation(vid4_like_root, scale):
-    source = open_source("vid4", vid4_like_root)
+    source = bench_source("vid4", vid4_like_root)
     result = evaluate(
         BicubicBlend(), source, make_protocol("vid4", space_scale=scale, time_scale=2)
     )
@@ -263,7 +271,7 @@ def test_bicubic_blend_matches_an_independent_numpy_computation(vid4_like_root, 
 
 def test_gopro_and_vimeo_protocols_run_end_to_end(tmp_path, tiny_vimeo_root):
     write_sequence(tmp_path / "gopro" / "GOPR0001", textured_frames(17, 24, 32, 2))
-    source = open_source("gopro", tmp_path / "gopro")
+    source = bench_source("gopro", tmp_path / "gopro")
     center = evaluate(
         BicubicBlend(), source, make_protocol("gopro", time_scale=8, selection="center")
     )
@@ -283,14 +291,14 @@ def test_gopro_and_vimeo_protocols_run_end_to_end(tmp_path, tiny_vimeo_root):
     )
     assert [f.index for f in average.frames] == list(range(9)) + list(range(8, 17))
 
-    vimeo = open_source("vimeo_t", tiny_vimeo_root)
+    vimeo = bench_source("vimeo_t", tiny_vimeo_root)
     result = evaluate(BicubicBlend(), vimeo, make_protocol("vimeo_t"))
     assert [f.index for f in result.frames] == list(range(7)) * 2
     assert {f.sequence for f in result.frames} == {"00003/0001", "00003/0002"}
 
 
 def test_saved_frames_video_and_comparisons(tmp_path, vid4_like_root):
-    source = open_source("vid4", vid4_like_root, sequences=["city"])
+    source = bench_source("vid4", vid4_like_root, "benchmark.sequences=[city]")
     evaluate(
         BicubicBlend(),
         source,
@@ -314,7 +322,7 @@ def test_saved_frames_video_and_comparisons(tmp_path, vid4_like_root):
 
 
 def test_compare_scores_bicubic_blend_on_the_same_frames(vid4_like_root):
-    source = open_source("vid4", vid4_like_root, sequences=["city"])
+    source = bench_source("vid4", vid4_like_root, "benchmark.sequences=[city]")
     result = evaluate(BicubicBlend(), source, make_protocol("vid4", space_scale=4), compare=True)
     for frame in result.frames:  # the baseline against itself: no gain
         assert frame.metrics["bicubic_psnr_y"] == frame.metrics["psnr_y"]
@@ -425,17 +433,17 @@ def test_stno_eval_bad_input_gives_one_line(tmp_path, vid4_like_root, capsys):
         [f"ckpt_path={tmp_path / 'no.ckpt'}", *common], capsys
     )
     # no ckpt_path means the shipped model; a preset that ships no weights needs a checkpoint
-    assert "no weights ship for model=stno_base" in run_eval_expecting_error(
-        ["model=stno_base", *common], capsys
+    assert "no weights ship for preset=stno_base" in run_eval_expecting_error(
+        ["preset=stno_base", *common], capsys
     )
     ckpt = tiny_checkpoint(tmp_path / "tiny.ckpt")
-    error = run_eval_expecting_error([f"ckpt_path={ckpt}", "model=stno_base", *common], capsys)
+    error = run_eval_expecting_error([f"ckpt_path={ckpt}", "preset=stno_base", *common], capsys)
     assert "stno_base" in error and "stno_tiny" in error
-    error = run_eval_expecting_error(["model=bicubic_blend", "space_scale=0", *common], capsys)
+    error = run_eval_expecting_error(["preset=bicubic_blend", "space_scale=0", *common], capsys)
     assert "space_scale" in error
     error = run_eval_expecting_error(
         [
-            "model=bicubic_blend",
+            "preset=bicubic_blend",
             f"benchmark.root={tmp_path / 'missing'}",
             f"output_dir={tmp_path / 'out'}",
         ],
@@ -450,7 +458,7 @@ def test_stno_eval_baseline_in_process(tmp_path, vid4_like_root, capsys):
 
     cfg = compose_eval(
         [
-            "model=bicubic_blend",
+            "preset=bicubic_blend",
             "benchmark=video",
             f"benchmark.root={vid4_like_root / 'calendar'}",
             f"output_dir={tmp_path}",
@@ -471,7 +479,7 @@ def test_stno_eval_on_a_real_stno_train_checkpoint(tmp_path, vid4_like_root):
     """A short real `stno-train` run, then `stno-eval` on its last.ckpt (subprocesses)."""
     run_dir = tmp_path / "train"
     env_overrides = [
-        "model=stno_tiny",
+        "preset=stno_tiny",
         "debug=limit",
         "logger=csv",
         f"hydra.run.dir={run_dir}",
@@ -493,7 +501,7 @@ def test_stno_eval_on_a_real_stno_train_checkpoint(tmp_path, vid4_like_root):
             "-m",
             "stno.cli.eval",
             f"ckpt_path={ckpt}",
-            "model=stno_tiny",
+            "preset=stno_tiny",
             f"benchmark.root={vid4_like_root}",
             f"output_dir={out}",
             "progress=false",

@@ -11,8 +11,7 @@ from test_train import TINY_DATA
 
 from stno.cli.train import train
 from stno.errors import STNOError
-from stno.io.checkpoint import CheckpointError, save_network_checkpoint
-from stno.lit.finetune import load_initial_weights
+from stno.io.checkpoint import CheckpointError, load_initial_weights, save_network_checkpoint
 from stno.nn import STNO
 
 # A smaller STNO than stno_tiny, for checkpoints that do not fit it.

@@ -113,7 +113,7 @@ def test_stno_infer_writes_the_right_video(short_video, tmp_path):
             "stno.cli.infer",
             f"input={short_video}",
             f"output={output}",
-            "model=bicubic_blend",
+            "model=bicubic_blend",  # the alias of preset= (the name stno-train uses)
             "space_scale=2",
             "time_scale=3",
             "device=cpu",
@@ -229,13 +229,13 @@ def test_bad_input_gives_one_clear_error_and_no_output(short_video, frame_folder
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     output = f"output={out_dir / 'result.mp4'}"
-    baseline = "model=bicubic_blend"
+    baseline = "preset=bicubic_blend"
     assert "checkpoint not found" in run_infer_expecting_error(
         [f"input={short_video}", output, f"ckpt_path={tmp_path / 'missing.ckpt'}"], capsys
     )
     tiny = save_network_checkpoint(tiny_net(), tmp_path / "tiny.ckpt", preset="stno_tiny")
     error = run_infer_expecting_error(
-        [f"input={short_video}", output, f"ckpt_path={tiny}", "model=stno_base"], capsys
+        [f"input={short_video}", output, f"ckpt_path={tiny}", "preset=stno_base"], capsys
     )
     assert "stno_base" in error and "stno_tiny" in error
     corrupt = tmp_path / "corrupt.mp4"

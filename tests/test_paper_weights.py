@@ -244,7 +244,7 @@ def test_converted_weights_run_in_stno_eval_stno_infer_and_init_ckpt(tmp_path, o
 
     from stno.cli.eval import evaluate_from_config
     from stno.cli.infer import infer_from_config
-    from stno.lit.finetune import load_initial_weights
+    from stno.io.checkpoint import load_initial_weights
 
     weights = {k: v.float() for k, v in fixture.reference_weights().items()}
     torch.save({"state_dict": weights}, tmp_path / "STVSR_NO.pth")
@@ -256,7 +256,7 @@ def test_converted_weights_run_in_stno_eval_stno_infer_and_init_ckpt(tmp_path, o
     for index in range(3):  # 44x52 frames: a 22x26 input at x2, not a multiple of 8
         frame = (rng.random((44, 52, 3)) * 255).astype(np.uint8)
         Image.fromarray(frame).save(clip / f"{index:04d}.png")
-    common = [f"ckpt_path={ckpt}", "model=stno_paper", "progress=false", "device=cpu"]
+    common = [f"ckpt_path={ckpt}", "preset=stno_paper", "progress=false", "device=cpu"]
     document = evaluate_from_config(
         _compose(
             "eval",

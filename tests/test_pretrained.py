@@ -86,7 +86,7 @@ def test_foreign_safetensors_file_is_a_clear_error(tmp_path):
 def test_no_checkpoint_means_the_shipped_model_and_other_presets_need_one():
     net, info = network_for(None, None)
     assert info["shipped"] and info["path"] == str(shipped_weights())
-    with pytest.raises(CheckpointError, match="no weights ship for model=stno_base"):
+    with pytest.raises(CheckpointError, match="no weights ship for preset=stno_base"):
         network_for("stno_base", None)
 
 

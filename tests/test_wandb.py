@@ -122,17 +122,16 @@ def test_wandb_offline_run_logs_config_metrics_frames_and_clip(train_config, tmp
 
 
 def test_multirun_jobs_get_the_sweep_as_group_and_spawned_ddp(train_config, monkeypatch):
-    import stno.cli.train as train_cli
+    from stno.lit.run import Job, prepare_run_config
 
     sweep_dir = Path("/somewhere/multirun/2026-11-24/21-00-00")
-    monkeypatch.setattr(train_cli, "_hydra_runtime", lambda: (True, sweep_dir, 3))
-    cfg = train_cli.prepare_run_config(
-        train_config(["logger=wandb", "trainer=ddp_cpu", "trainer.strategy=ddp"])
+    cfg = prepare_run_config(
+        train_config(["logger=wandb", "trainer=ddp_cpu", "trainer.strategy=ddp"]),
+        Job(True, sweep_dir, 3),
     )
     assert cfg.logger.wandb.group == "2026-11-24_21-00-00"
     assert cfg.logger.wandb.name == "2026-11-24_21-00-00-3"
     assert cfg.trainer.strategy == "ddp_spawn"  # subprocess DDP would re-run the whole sweep
 
-    monkeypatch.setattr(train_cli, "_hydra_runtime", lambda: (False, None, None))
-    single = train_cli.prepare_run_config(train_config(["logger=wandb", "trainer=ddp"]))
+    single = prepare_run_config(train_config(["logger=wandb", "trainer=ddp"]))
     assert single.logger.wandb.group == "train" and single.trainer.strategy == "ddp"

@@ -13,8 +13,8 @@ import sys
 
 import torch
 
-from stno.evaluation import evaluate, make_protocol, open_source
-from stno.evaluation.benchmarks import Protocol
+from stno.evaluation import evaluate, make_protocol
+from stno.evaluation.benchmarks import Protocol, limit_source, video_or_frames
 from stno.io.checkpoint import network_for
 
 
@@ -39,9 +39,9 @@ def main() -> None:
     print(f"model: {info['path']} (step {info['global_step']})")
     print("| clip | channel | model mean | ground truth mean | difference (8-bit levels) |")
     print("|---|---|---:|---:|---:|")
-    source = open_source("video", root)
+    source = video_or_frames(root)
     for name, _count in source.sequences:
-        one = open_source("video", root, sequences=[name])
+        one = limit_source(source, root, sequences=[name])
         recorder = Recorder(net)
         result = evaluate(recorder, one, protocol)
         # every output frame of every window (a frame shared by two windows counts twice)

@@ -6,11 +6,16 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from stno.errors import STNOError
+from stno.io.configs import config_dir
 
 USER_ERROR_EXIT_CODE = 2
+
+# `stno-eval` / `stno-infer` take the model preset as `preset=`; `model=` (the name `stno-train`
+# uses for its model config group) is accepted for it too.
+PRESET_ALIAS = {"model": "preset"}
 
 F = TypeVar("F", bound=Callable)
 
@@ -97,3 +102,21 @@ def root_cause(error: BaseException) -> BaseException:
             break
         current = inner
     return current
+
+
+def hydra_entry(
+    config_name: str, task: Callable[[Any], Any], aliases: dict[str, str] | None = None
+) -> Any:
+    """Run ``task`` as a Hydra app on ``conf/<config_name>.yaml``.
+
+    ``aliases``: command-line keys accepted under another name (``{"model": "preset"}`` lets
+    `stno-eval model=bicubic_blend` mean `preset=bicubic_blend`).
+    """
+    import hydra
+
+    for index, argument in enumerate(sys.argv[1:], start=1):
+        key, sep, value = argument.partition("=")
+        if sep and key in (aliases or {}):
+            sys.argv[index] = f"{aliases[key]}={value}"
+    app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)
+    return app(task)()

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stno.data import (
-    AdobeGoProSource,
     DataError,
     FrameFolderSource,
     FrameSource,
     SequenceSubset,
     VideoFileSource,
-    VimeoSeptupletSource,
 )
 from stno.errors import ConfigError, DataNotFoundError
 from stno.io.video import VIDEO_EXTENSIONS
@@ -30,7 +28,14 @@ from .protocols import (
     vimeo_windows,
 )
 
-__all__ = ["BENCHMARKS", "Protocol", "make_protocol", "open_source"]
+__all__ = [
+    "BENCHMARKS",
+    "Protocol",
+    "limit_source",
+    "make_protocol",
+    "open_source",
+    "video_or_frames",
+]
 
 # benchmark name -> protocol family
 BENCHMARKS = {
@@ -126,36 +131,38 @@ def _is_video_path(path: Path) -> bool:
     )
 
 
+def video_or_frames(root: str | os.PathLike) -> FrameSource:
+    """The ``video`` benchmark's frames: a video file or a folder of videos, else frame folders."""
+    root = Path(root).expanduser()
+    return VideoFileSource(root) if _is_video_path(root) else FrameFolderSource(root)
+
+
 def open_source(
-    benchmark: str,
+    bench: Mapping[str, Any], instantiate: Callable[[Mapping[str, Any]], FrameSource]
+) -> FrameSource:
+    """The frames of a benchmark config (``conf/benchmark/*.yaml``): its ``source`` (a config with a
+    ``_target_``, built by ``instantiate``) at ``root``, limited to ``sequences`` and ``max_frames``.
+    """
+    name, root = bench["name"], bench.get("root")
+    if root is None or str(root) == "":
+        raise ConfigError(f"give the benchmark folder: benchmark.root=<path to {name}>")
+    if not Path(root).expanduser().exists():
+        raise DataNotFoundError(f"benchmark folder not found: {root} (set benchmark.root=<path>)")
+    if name not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
+    if not bench.get("source"):
+        raise ConfigError(f"benchmark {name} has no source: set benchmark.source._target_")
+    source = instantiate(bench["source"])
+    return limit_source(source, root, bench.get("sequences"), bench.get("max_frames"))
+
+
+def limit_source(
+    source: FrameSource,
     root: str | os.PathLike,
-    list_file: str | None = None,
-    split: str | None = None,
     sequences: Sequence[str] | None = None,
     max_frames: int | None = None,
 ) -> FrameSource:
-    """The frame source of ``benchmark`` at ``root``, limited to ``sequences`` and ``max_frames``.
-
-    Layouts: Vid4/SPMCS/REDS ``ROOT/<seq>/*.png``; GoPro/Adobe240 ``ROOT[/<split>]/<seq>/*.png``;
-    Vimeo-T ``ROOT/sequences/...`` with ``list_file`` (default ``sep_testlist.txt``);
-    ``video`` a video file, a folder of videos, or frame folders.
-    """
-    if root is None or str(root) == "":
-        raise ConfigError(f"give the benchmark folder: benchmark.root=<path to {benchmark}>")
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise DataNotFoundError(f"benchmark folder not found: {root} (set benchmark.root=<path>)")
-    family = BENCHMARKS.get(benchmark)
-    if family is None:
-        raise ConfigError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
-    if benchmark == "video" and _is_video_path(root):
-        source: FrameSource = VideoFileSource(root)
-    elif family == "vimeo":
-        source = VimeoSeptupletSource(root, list_file or "sep_testlist.txt")
-    elif family == "gopro":
-        source = AdobeGoProSource(root, split)
-    else:
-        source = FrameFolderSource(root)
+    """``source`` limited to ``sequences`` (names) and to the first ``max_frames`` of each."""
     if sequences:
         available = dict(source.sequences)
         wanted = [str(name) for name in sequences]

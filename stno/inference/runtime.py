@@ -1,4 +1,7 @@
-"""Which arithmetic a forward pass uses: float32, or bfloat16 where the device has fast bf16.
+"""Where and how a network runs: device, CPU threads, arithmetic, and the model an entry point
+loads (``load_model``: what `stno-eval` and `stno-infer` share).
+
+Arithmetic: float32, or bfloat16 where the device has fast bf16.
 
 ``auto`` picks bf16 on a CUDA GPU that supports it, and on a CPU with AMX or AVX-512 bf16
 units (oneDNN runs bf16 matrix products and convolutions there several times faster than
@@ -8,14 +11,26 @@ float32 either way (see ``stno.nn.STNO.forward``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from stno.errors import ConfigError
 from stno.nn.stno import PRECISIONS
 
-__all__ = ["PRECISIONS", "resolve_precision", "cpu_flags", "WithPrecision", "at_precision"]
+__all__ = [
+    "PRECISIONS",
+    "LoadedModel",
+    "at_precision",
+    "cpu_flags",
+    "load_model",
+    "resolve_device",
+    "resolve_precision",
+    "set_threads",
+    "WithPrecision",
+]
 
 # CPU features with bf16 matrix arithmetic that oneDNN uses.
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -94,3 +109,61 @@ def _accepts_precision(net: torch.nn.Module) -> bool:
     import inspect
 
     return "precision" in inspect.signature(net.forward).parameters
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None) -> cuda when available, else cpu; anything else as given."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ConfigError(f"unknown device {device!r} (use cpu, cuda, cuda:0 or auto)") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={device} was asked for but CUDA is not available; use device=cpu"
+        )
+    return resolved
+
+
+def set_threads(num_threads: int | None) -> None:
+    """Set torch's CPU threads (None: leave torch's default)."""
+    if num_threads is None:
+        return
+    if int(num_threads) < 1:
+        raise ConfigError(f"num_threads must be >= 1 or null, got {num_threads}")
+    torch.set_num_threads(int(num_threads))
+
+
+@dataclass
+class LoadedModel:
+    """A network ready to run, and what to say about it."""
+
+    net: torch.nn.Module  # at the requested precision (see ``at_precision``)
+    info: dict[str, Any]  # as ``stno.io.checkpoint.load_network`` returns it
+    device: torch.device
+    precision_line: str  # which arithmetic was chosen, and why
+
+    @property
+    def name(self) -> str:
+        return self.info["preset"] or self.info["net_config"]["_target_"]
+
+
+def load_model(
+    preset: str | None,
+    ckpt_path: str | None,
+    device: str | None = "auto",
+    precision: str = "fp32",
+    use_ema: bool = True,
+    num_threads: int | None = None,
+) -> LoadedModel:
+    """The model an entry point runs: ``preset`` (checked against the checkpoint; ``bicubic_blend``
+    needs none), the checkpoint ``ckpt_path`` (None: the weights shipped in the package), on
+    ``device`` with ``num_threads`` CPU threads, at ``precision`` (fp32, bf16 or auto)."""
+    from stno.io.checkpoint import network_for
+
+    resolved = resolve_device(device)
+    set_threads(num_threads)
+    net, info = network_for(preset, ckpt_path, device=resolved, use_ema=use_ema)
+    net, line = at_precision(net, precision, resolved)
+    return LoadedModel(net, info, resolved, line)

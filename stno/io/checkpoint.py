@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 import stno
-from stno.errors import CheckpointError, CheckpointNotFoundError, ConfigError
+from stno.errors import CheckpointError, CheckpointNotFoundError
 from stno.io.files import atomic_output, remove_orphan_temporaries
 
 __all__ = [
@@ -32,11 +32,12 @@ __all__ = [
     "load_network",
     "build_network",
     "save_network_checkpoint",
+    "read_checkpoint",
     "read_training_checkpoint",
     "remove_orphan_temporaries",
     "network_for",
-    "resolve_device",
-    "set_threads",
+    "load_initial_weights",
+    "select_weights",
     "BASELINE_MODEL",
     "DEFAULT_PRETRAINED",
     "shipped_weights",
@@ -80,7 +81,7 @@ def build_network(net_config: dict[str, Any]) -> nn.Module:
         ) from error
 
 
-def _read_checkpoint(path: Path) -> dict:
+def read_checkpoint(path: Path) -> dict:
     if not path.exists():
         raise CheckpointNotFoundError(f"checkpoint not found: {path} (give ckpt_path=<file.ckpt>)")
     if path.is_dir():
@@ -120,7 +121,7 @@ def read_training_checkpoint(path: str | os.PathLike) -> dict:
         checkpoint, or a weights-only checkpoint (no optimizer and loop state to resume).
     """
     path = Path(path).expanduser()
-    checkpoint = _read_checkpoint(path)
+    checkpoint = read_checkpoint(path)
     if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
         raise CheckpointError(
             f"{path} holds weights only, no training state to resume (optimizer, step); "
@@ -133,6 +134,32 @@ def _prefixed(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, tor
     return {
         key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)
     }
+
+
+def select_weights(
+    checkpoint: dict, use_ema: bool = True, path: Path | None = None
+) -> tuple[dict[str, torch.Tensor], str]:
+    """The network weights of a checkpoint, without prefixes, and which they are (``"ema"`` or
+    ``"net"``): the EMA weights (``ema.``) when there are any and ``use_ema``, else ``net.``.
+
+    EMA wrappers that keep the network as a submodule (``ema.module.*``, ``ema.net.*``) and their
+    bookkeeping entries (``n_averaged``, ...) are handled; every reader of weights calls this.
+    """
+    state_dict = checkpoint["state_dict"]
+    if use_ema:
+        ema = _prefixed(state_dict, "ema.")
+        ema = {key: value for key, value in ema.items() if key not in _EMA_BOOKKEEPING}
+        for wrapper in ("module.", "net."):  # EMA wrappers that keep the net as a submodule
+            if ema and all(key.startswith(wrapper) for key in ema):
+                ema = _prefixed(ema, wrapper)
+        if ema:
+            return ema, "ema"
+    weights = _prefixed(state_dict, "net.")
+    if not weights:
+        raise CheckpointError(
+            f"{path or 'the checkpoint'} has no network weights (no `net.` keys in its state_dict)"
+        )
+    return weights, "net"
 
 
 def _describe(preset: str | None, target: str) -> str:
@@ -165,7 +192,7 @@ def load_network(
         model or preset than ``expected``, or weights that do not fit the network.
     """
     path = Path(ckpt_path).expanduser()
-    checkpoint = _read_checkpoint(path)
+    checkpoint = read_checkpoint(path)
     hyper_parameters = checkpoint.get("hyper_parameters") or {}
     net_config = hyper_parameters.get("net") if isinstance(hyper_parameters, dict) else None
     if not isinstance(net_config, dict) or "_target_" not in net_config:
@@ -182,17 +209,7 @@ def load_network(
     _check_expected(path, expected, preset, net_config)
 
     net = build_network(net_config)
-    state_dict = checkpoint["state_dict"]
-    weights = "net"
-    selected = _prefixed(state_dict, "net.")
-    if use_ema:
-        ema = _prefixed(state_dict, "ema.")
-        ema = {key: value for key, value in ema.items() if key not in _EMA_BOOKKEEPING}
-        for wrapper in ("module.", "net."):  # EMA wrappers that keep the net as a submodule
-            if ema and all(key.startswith(wrapper) for key in ema):
-                ema = _prefixed(ema, wrapper)
-        if ema:
-            selected, weights = ema, "ema"
+    selected, weights = select_weights(checkpoint, use_ema, path)
     own = net.state_dict()
     missing = sorted(set(own) - set(selected))
     unexpected = sorted(set(selected) - set(own))
@@ -225,6 +242,91 @@ def load_network(
     return net, info
 
 
+# ---- fine-tuning: a new run starts from a checkpoint's weights ----------------------------------
+
+# How many key names of each kind the report lists before "... and N more".
+_REPORT_KEYS = 12
+
+
+def _key_lines(title: str, keys: list[str]) -> list[str]:
+    if not keys:
+        return []
+    lines = [f"  {title}: {len(keys)}"]
+    lines += [f"    {key}" for key in keys[:_REPORT_KEYS]]
+    if len(keys) > _REPORT_KEYS:
+        lines.append(f"    ... and {len(keys) - _REPORT_KEYS} more")
+    return lines
+
+
+def load_initial_weights(
+    net: nn.Module,
+    ckpt_path: str | os.PathLike,
+    strict: bool = True,
+    use_ema: bool = True,
+) -> str:
+    """Copy the network weights of `ckpt_path` into `net` (safe loading, `weights_only=True`).
+
+    Only weights are taken: no optimizer state, no step counter, no schedule. The EMA weights
+    (`ema.`) are used when the checkpoint has them and `use_ema`, else `net.`.
+
+    Args:
+        net: the freshly built network of the new run.
+        ckpt_path: a checkpoint written by `stno-train` (or `stno.io.checkpoint.save_network_checkpoint`).
+        strict: every weight of `net` must be in the checkpoint with the same shape, and nothing
+            else; False loads what fits and reports the rest.
+
+    Returns:
+        A readable report (several lines): what was loaded, and with `strict=False` the missing,
+        unexpected and shape-mismatched keys.
+
+    Raises:
+        CheckpointNotFoundError / CheckpointError: no such file, not an STNO checkpoint, or (strict)
+        weights that do not fit `net`.
+    """
+    path = Path(ckpt_path).expanduser()
+    checkpoint = read_checkpoint(path)
+    weights, kind = select_weights(checkpoint, use_ema, path)
+    own = net.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    mismatched = sorted(
+        f"{key}: checkpoint {tuple(weights[key].shape)}, model {tuple(own[key].shape)}"
+        for key in set(own) & set(weights)
+        if tuple(weights[key].shape) != tuple(own[key].shape)
+    )
+    if strict and (missing or unexpected or mismatched):
+        counts = ", ".join(
+            f"{len(keys)} {name}"
+            for name, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("with another shape", mismatched),
+            )
+            if keys
+        )
+        example = (missing or unexpected or mismatched)[0]
+        raise CheckpointError(
+            f"init_ckpt={path}: its weights do not fit the model ({counts}, e.g. {example}); "
+            "pass init_strict=false to load only the weights that fit"
+        )
+    mismatched_keys = {line.split(":")[0] for line in mismatched}
+    fitting = {
+        key: value for key, value in weights.items() if key in own and key not in mismatched_keys
+    }
+    net.load_state_dict(fitting, strict=False)
+    preset = (checkpoint.get("hyper_parameters") or {}).get("preset")
+    lines = [
+        f"Initial weights from {path} ({kind} weights"
+        + (f" of {preset}" if preset else "")
+        + f", trained {checkpoint.get('global_step', 0)} steps): loaded {len(fitting)} of "
+        f"{len(own)} tensors; step counter and optimizer start fresh"
+    ]
+    lines += _key_lines("missing in the checkpoint (kept at initialisation)", missing)
+    lines += _key_lines("unexpected in the checkpoint (ignored)", unexpected)
+    lines += _key_lines("shape differs (kept at initialisation)", mismatched)
+    return "\n".join(lines)
+
+
 def _check_expected(path: Path, expected, preset: str | None, net_config: dict) -> None:
     if expected is None:
         return
@@ -232,13 +334,13 @@ def _check_expected(path: Path, expected, preset: str | None, net_config: dict) 
     if isinstance(expected, str):
         if preset is not None and expected != preset:
             raise CheckpointError(
-                f"model={expected} was asked for, but checkpoint {path} holds model "
-                f"{_describe(preset, target)}; drop model= or pass model={preset}"
+                f"preset={expected} was asked for, but checkpoint {path} holds model "
+                f"{_describe(preset, target)}; drop preset= or pass preset={preset}"
             )
         if preset is None:
             raise CheckpointError(
-                f"model={expected} was asked for, but checkpoint {path} does not name its preset "
-                f"(it holds {target}); drop model= to use the checkpoint's own config"
+                f"preset={expected} was asked for, but checkpoint {path} does not name its preset "
+                f"(it holds {target}); drop preset= to use the checkpoint's own config"
             )
         return
     if isinstance(expected, dict):
@@ -310,30 +412,6 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 BASELINE_MODEL = "bicubic_blend"
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or None) -> cuda when available, else cpu; anything else as given."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise ConfigError(f"unknown device {device!r} (use cpu, cuda, cuda:0 or auto)") from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device={device} was asked for but CUDA is not available; use device=cpu"
-        )
-    return resolved
-
-
-def set_threads(num_threads: int | None) -> None:
-    """Set torch's CPU threads (None: leave torch's default)."""
-    if num_threads is None:
-        return
-    if int(num_threads) < 1:
-        raise ConfigError(f"num_threads must be >= 1 or null, got {num_threads}")
-    torch.set_num_threads(int(num_threads))
-
-
 def network_for(
     model: str | None,
     ckpt_path: str | os.PathLike | None,
@@ -342,8 +420,8 @@ def network_for(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The network an entry point runs: the ``bicubic_blend`` baseline, or a checkpoint's network.
 
-    ``model=bicubic_blend`` needs no checkpoint; any other model needs ``ckpt_path`` and is
-    checked against the checkpoint's preset (``model=None`` accepts the checkpoint's).
+    ``preset=bicubic_blend`` needs no checkpoint; any other model needs ``ckpt_path`` and is
+    checked against the checkpoint's preset (``None`` accepts the checkpoint's).
     """
     if model == BASELINE_MODEL and not ckpt_path:
         from stno.nn import BicubicBlend
@@ -362,8 +440,8 @@ def network_for(
         shipped = shipped_weights(model)
         if shipped is None:
             raise CheckpointError(
-                f"no weights ship for model={model}: give ckpt_path=<checkpoint written by "
-                f"stno-train>, or drop model= to use the shipped {DEFAULT_PRETRAINED}"
+                f"no weights ship for preset={model}: give ckpt_path=<checkpoint written by "
+                f"stno-train>, or drop preset= to use the shipped {DEFAULT_PRETRAINED}"
             )
         net, info = load_network(shipped, expected=model, device=device, use_ema=use_ema)
         info["shipped"] = True
