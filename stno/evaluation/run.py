@@ -15,7 +15,7 @@ from stno.errors import ConfigError
 from stno.evaluation.benchmarks import make_protocol, open_source
 from stno.evaluation.evaluator import evaluate
 from stno.evaluation.report import markdown_table, metrics_document, write_reports
-from stno.inference.runtime import load_model
+from stno.inference.runtime import load_model_from_config
 
 __all__ = ["evaluate_from_config"]
 
@@ -59,14 +59,7 @@ def evaluate_from_config(cfg: DictConfig, instantiate: Instantiate) -> dict[str,
         stride=bench.get("stride"),
     )
     source = open_source(bench, instantiate)
-    model = load_model(
-        cfg.get("preset"),
-        cfg.ckpt_path,
-        cfg.device,
-        cfg.get("precision", "fp32"),
-        bool(cfg.use_ema),
-        cfg.get("num_threads"),
-    )
+    model = load_model_from_config(cfg, default_precision="fp32")
     net, info, device, precision_line = model.net, model.info, model.device, model.precision_line
     model_name = model.name
     if info.get("shipped"):

@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from stno.data import sample_video_path
-from stno.inference.runtime import load_model
+from stno.inference.runtime import load_model_from_config
 from stno.inference.upscale import upscale_video
 
 __all__ = ["infer_from_config"]
@@ -17,14 +17,7 @@ __all__ = ["infer_from_config"]
 
 def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Run the inference an `infer.yaml` config describes; returns the summary."""
-    model = load_model(
-        cfg.get("preset"),
-        cfg.ckpt_path,
-        cfg.device,
-        cfg.get("precision", "auto"),
-        bool(cfg.use_ema),
-        cfg.get("num_threads"),
-    )
+    model = load_model_from_config(cfg, default_precision="auto")
     net, device, precision_line = model.net, model.device, model.precision_line
     model_name = model.name
     if model.info.get("shipped"):

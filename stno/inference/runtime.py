@@ -26,6 +26,7 @@ __all__ = [
     "at_precision",
     "cpu_flags",
     "load_model",
+    "load_model_from_config",
     "resolve_device",
     "resolve_precision",
     "set_threads",
@@ -167,3 +168,16 @@ def load_model(
     net, info = network_for(preset, ckpt_path, device=resolved, use_ema=use_ema)
     net, line = at_precision(net, precision, resolved)
     return LoadedModel(net, info, resolved, line)
+
+
+def load_model_from_config(cfg: Any, default_precision: str = "fp32") -> LoadedModel:
+    """:func:`load_model` with the keys of `conf/eval.yaml` / `conf/infer.yaml` (``preset``,
+    ``ckpt_path``, ``device``, ``precision``, ``use_ema``, ``num_threads``)."""
+    return load_model(
+        cfg.get("preset"),
+        cfg.get("ckpt_path"),
+        cfg.get("device", "auto"),
+        cfg.get("precision", default_precision),
+        bool(cfg.get("use_ema", True)),
+        cfg.get("num_threads"),
+    )

@@ -1,4 +1,11 @@
-"""Load an STNO network from a checkpoint without running code stored in it.
+"""Checkpoints, in one place: reading (``.ckpt`` and ``.safetensors``), weight selection (EMA or
+not, wrapper prefixes), checks against the preset asked for, building the network, fine-tuning
+weights, writing (atomically), and the weights shipped in the package.
+
+This module is longer than our ~300-line guide on purpose: issue 10 asked for one home for every
+checkpoint concern, and its parts share the format and the error messages. Sections below.
+
+Every checkpoint is read without running code stored in it.
 
 Checkpoints are untrusted input: they are read with ``torch.load(..., weights_only=True)``,
 which only unpickles tensors and plain containers, and the network class is picked from a

@@ -46,33 +46,24 @@ PRESET = "stno_paper"
 # Wrappers a saved state dict may sit in, in the order they are tried (BasicSR keeps the EMA
 # weights in ``params_ema`` next to ``params``).
 _WRAPPERS = ("params_ema", "params", "state_dict", "model", "net")
+
+
 # The reference's per-level modules and ours: its decoders are named by the level they start at.
+def _pairs(text: str) -> dict[str, str]:
+    """``"a:b c:d"`` -> ``{"a": "b", "c": "d"}``."""
+    return dict(pair.split(":") for pair in text.split())
+
+
 _ENCODER_LEVELS = {"pyramid2": "0", "pyramid3": "1", "pyramid4": "2"}
 _DECODERS = {"decoder4": "decoder8", "decoder3": "decoder4", "decoder2": "decoder2"}
 _ATTENTION = {"decoder4": "attn8", "decoder3": "attn4"}
-_RESBLOCK = {
-    "conv1": "conv1",
-    "conv2": "side1",
-    "conv3": "conv2",
-    "conv4": "side2",
-    "conv5": "conv3",
-    "prelu": "act",
-}
-_ATTENTION_LAYERS = {
-    "norm1": "norm1",
-    "norm2": "norm2",
-    "attn1.q": "to_q",
-    "attn1.kv": "to_kv",
-    "attn1.cor_embed": "coord_embed",
-    "attn1.kln": "k_norm",
-    "attn1.vln": "v_norm",
-    "attn1.corln": "coord_norm",
-    "attn1.o_proj": "out_proj",
-    "attn1.o_m_proj": "motion_proj",
-    "mlp.fc1": "mlp.fc1",
-    "mlp.dwconv.dwconv": "mlp.dwconv",
-    "mlp.fc2": "mlp.fc2",
-}
+# layer names of the reference -> ours ("theirs:ours" pairs)
+_RESBLOCK = _pairs("conv1:conv1 conv2:side1 conv3:conv2 conv4:side2 conv5:conv3 prelu:act")
+_ATTENTION_LAYERS = _pairs(
+    "norm1:norm1 norm2:norm2 attn1.q:to_q attn1.kv:to_kv attn1.cor_embed:coord_embed "
+    "attn1.kln:k_norm attn1.vln:v_norm attn1.corln:coord_norm attn1.o_proj:out_proj "
+    "attn1.o_m_proj:motion_proj mlp.fc1:mlp.fc1 mlp.dwconv.dwconv:mlp.dwconv mlp.fc2:mlp.fc2"
+)
 _BRANCHES = {"backward_branch": "backward_trunk", "forward_branch": "forward_trunk"}
 _DECODER_HEAD = {
     "fc1": "decoder.project.0",

@@ -1,4 +1,10 @@
-"""Checkpoint writing that never leaves a torn file behind."""
+"""Checkpoint writing that never leaves a torn file behind, and survives a power loss.
+
+Lightning (>= 2.4) saves atomically too, but through fsspec: the whole checkpoint is serialised in
+memory first, and nothing is flushed to disk before the rename. This plugin writes through
+``stno.io.files`` (temporary file in the same folder, ``fsync``, rename, ``fsync`` of the folder),
+whose orphaned temporaries the next run removes.
+"""
 
 from __future__ import annotations
 

@@ -68,7 +68,14 @@ def galerkin_attend(
 class _MultiHeadProjections(nn.Module):
     """The Q, K/V and output projections that both attention kinds share."""
 
-    def __init__(self, dim, heads, dim_head, context_dim, qkv_bias):
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 8,
+        dim_head: int | None = None,
+        context_dim: int | None = None,
+        qkv_bias: bool = True,
+    ):
         super().__init__()
         dim_head = dim_head or dim // heads
         if dim_head * heads == 0:
@@ -79,6 +86,10 @@ class _MultiHeadProjections(nn.Module):
         self.to_q = nn.Linear(dim, inner, bias=qkv_bias)
         self.to_kv = nn.Linear(context_dim or dim, 2 * inner, bias=qkv_bias)
         self.to_out = nn.Linear(inner, dim)
+        self.head_layers()
+
+    def head_layers(self) -> None:
+        """Layers of an attention kind that act per head (built once heads and widths are known)."""
 
     def queries(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, dim) -> (B, heads, N, d)."""
@@ -106,17 +117,9 @@ class GalerkinAttention(_MultiHeadProjections):
         qkv_bias: bias in the Q/K/V projections.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        heads: int = 8,
-        dim_head: int | None = None,
-        context_dim: int | None = None,
-        qkv_bias: bool = True,
-    ):
-        super().__init__(dim, heads, dim_head, context_dim, qkv_bias)
-        self.k_norm = HeadLayerNorm(heads, self.dim_head)
-        self.v_norm = HeadLayerNorm(heads, self.dim_head)
+    def head_layers(self) -> None:
+        self.k_norm = HeadLayerNorm(self.heads, self.dim_head)
+        self.v_norm = HeadLayerNorm(self.heads, self.dim_head)
 
     def keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, M, context_dim) -> normalised keys and values, each (B, heads, M, d)."""
@@ -154,16 +157,9 @@ class SoftmaxAttention(_MultiHeadProjections):
     with :class:`GalerkinAttention`.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        heads: int = 8,
-        dim_head: int | None = None,
-        context_dim: int | None = None,
-        qkv_bias: bool = True,
-    ):
-        super().__init__(dim, heads, dim_head, context_dim, qkv_bias)
-        self.scale = self.dim_head**-0.5
+    @property
+    def scale(self) -> float:
+        return self.dim_head**-0.5
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         context = x if context is None else context

@@ -123,44 +123,21 @@ class STNO(nn.Module):
         reflect_padding: bool = False,
         clamp_output: bool = True,
     ):
+        arguments = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
-        self.config = dict(
-            channels=channels,
-            num_blocks=num_blocks,
-            pyramid_channels=list(pyramid_channels),
-            attn_dim=attn_dim,
-            heads=heads,
-            mlp_ratio=mlp_ratio,
-            decoder_widths=list(decoder_widths),
-            residual_channels=residual_channels,
-            decoder_hidden=decoder_hidden,
-            decoder_attn_blocks=decoder_attn_blocks,
-            decoder_heads=decoder_heads,
-            max_train_scale=max_train_scale,
-            image_residual=image_residual,
-            max_queries=max_queries,
-        )
-        self.config.update(
-            head_norm_unbiased=head_norm_unbiased,
-            linspace_coords=linspace_coords,
-            reference_attention_wiring=reference_attention_wiring,
-            pair_centring=pair_centring,
-            synthesis_prelu=synthesis_prelu,
-            flows_at_t=flows_at_t,
-            reflect_padding=reflect_padding,
-            clamp_output=clamp_output,
-        )
+        # the call's arguments, as plain values: what a checkpoint stores to rebuild the network
+        self.config = {k: list(v) if isinstance(v, tuple) else v for k, v in arguments.items()}
         self.image_residual = image_residual
         self.max_queries = max_queries
         self.reflect_padding = reflect_padding
         self.clamp_output = clamp_output
         self.motion = MotionEstimator(
-            pyramid_channels,
-            attn_dim,
-            heads,
-            mlp_ratio,
-            decoder_widths,
-            residual_channels,
+            pyramid_channels=pyramid_channels,
+            decoder_widths=decoder_widths,
+            residual_channels=residual_channels,
+            attn_dim=attn_dim,
+            heads=heads,
+            mlp_ratio=mlp_ratio,
             pair_centring=pair_centring,
             flows_at_t=flows_at_t,
             synthesis_prelu=synthesis_prelu,
