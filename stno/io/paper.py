@@ -133,49 +133,66 @@ def _is_state_dict(candidate: Mapping) -> bool:
     )
 
 
+def _encoder(level: str, conv: str, part: str, kind: str) -> str:
+    return f"motion.pyramid.levels.{_ENCODER_LEVELS[level]}.{conv}.{part}.{kind}"
+
+
+def _flow_decoder(decoder: str, rest: str) -> str | None:
+    decoder = _DECODERS[decoder]
+    block = re.fullmatch(r"1\.(conv[1-5]|prelu)\.(.+)", rest)
+    if block:
+        return f"motion.{decoder}.body.1.{_RESBLOCK[block.group(1)]}.{block.group(2)}"
+    if re.fullmatch(r"(0\.[01]|2)\.(weight|bias)", rest):
+        return f"motion.{decoder}.body.{rest}"
+    return None
+
+
+def _patch_embed(decoder: str, part: str, kind: str) -> str:
+    return f"motion.{_ATTENTION[decoder]}.{'embed' if part == 'proj' else 'embed_norm'}.{kind}"
+
+
+def _motionformer(decoder: str, layer: str, kind: str) -> str | None:
+    indexed = re.fullmatch(r"(attn1\.o_(?:m_)?proj)\.([02])", layer)
+    if indexed:
+        layer, kind = indexed.group(1), f"{indexed.group(2)}.{kind}"
+    if layer not in _ATTENTION_LAYERS:
+        return None
+    return f"motion.{_ATTENTION[decoder]}.{_ATTENTION_LAYERS[layer]}.{kind}"
+
+
+def _branch(branch: str, rest: str) -> str | None:
+    trunk = _BRANCHES[branch]
+    block = re.fullmatch(r"2\.(\d+)\.(conv1|conv2|relu)\.(weight|bias)", rest)
+    if block:
+        index, layer, kind = block.groups()
+        layer = "act" if layer == "relu" else layer
+        return f"propagation.{trunk}.body.{int(index) + 2}.{layer}.{kind}"
+    if re.fullmatch(r"0\.(weight|bias)|1\.weight", rest):
+        return f"propagation.{trunk}.body.{rest}"
+    return None
+
+
+def _head(layer: str, kind: str) -> str:
+    return f"{_DECODER_HEAD[layer]}.{kind}"
+
+
+# (pattern of a reference key, our name from its groups) for tensors that keep their layout
+_RENAMES = [
+    (r"flownet\.encoder\.(pyramid[234])\.([01])\.([01])\.(weight|bias)", _encoder),
+    (r"flownet\.(decoder[234])\.convblock\.(.+)", _flow_decoder),
+    (r"flownet\.(decoder[34])\.patch_embed\.(proj|norm)\.(weight|bias)", _patch_embed),
+    (r"flownet\.(decoder[34])\.motionformer\.(.+)\.(weight|bias)", _motionformer),
+    (r"(backward_branch|forward_branch)\.main\.(.+)", _branch),
+    (r"(fc1|fc2|short_cut\.[02])\.(weight|bias)", _head),
+]
+
+
 def _rename(key: str) -> str | None:
     """Our name for a reference key whose tensor keeps its layout, or None."""
-    found = re.fullmatch(r"flownet\.encoder\.(pyramid[234])\.([01])\.([01])\.(weight|bias)", key)
-    if found:
-        level, conv, part, kind = found.groups()
-        return f"motion.pyramid.levels.{_ENCODER_LEVELS[level]}.{conv}.{part}.{kind}"
-    found = re.fullmatch(r"flownet\.(decoder[234])\.convblock\.(.+)", key)
-    if found:
-        decoder, rest = _DECODERS[found.group(1)], found.group(2)
-        block = re.fullmatch(r"1\.(conv[1-5]|prelu)\.(.+)", rest)
-        if block:
-            return f"motion.{decoder}.body.1.{_RESBLOCK[block.group(1)]}.{block.group(2)}"
-        if re.fullmatch(r"(0\.[01]|2)\.(weight|bias)", rest):
-            return f"motion.{decoder}.body.{rest}"
-        return None
-    found = re.fullmatch(r"flownet\.(decoder[34])\.patch_embed\.(proj|norm)\.(weight|bias)", key)
-    if found:
-        decoder, part, kind = found.groups()
-        ours = "embed" if part == "proj" else "embed_norm"
-        return f"motion.{_ATTENTION[decoder]}.{ours}.{kind}"
-    found = re.fullmatch(r"flownet\.(decoder[34])\.motionformer\.(.+)\.(weight|bias)", key)
-    if found:
-        decoder, layer, kind = found.groups()
-        index = re.fullmatch(r"(attn1\.o_(?:m_)?proj)\.([02])", layer)
-        if index:
-            return f"motion.{_ATTENTION[decoder]}.{_ATTENTION_LAYERS[index.group(1)]}.{index.group(2)}.{kind}"
-        if layer in _ATTENTION_LAYERS:
-            return f"motion.{_ATTENTION[decoder]}.{_ATTENTION_LAYERS[layer]}.{kind}"
-        return None
-    found = re.fullmatch(r"(backward_branch|forward_branch)\.main\.(.+)", key)
-    if found:
-        trunk, rest = _BRANCHES[found.group(1)], found.group(2)
-        block = re.fullmatch(r"2\.(\d+)\.(conv1|conv2|relu)\.(weight|bias)", rest)
-        if block:
-            index, layer, kind = block.groups()
-            layer = "act" if layer == "relu" else layer
-            return f"propagation.{trunk}.body.{int(index) + 2}.{layer}.{kind}"
-        if re.fullmatch(r"0\.(weight|bias)|1\.weight", rest):
-            return f"propagation.{trunk}.body.{rest}"
-        return None
-    found = re.fullmatch(r"(fc1|fc2|short_cut\.[02])\.(weight|bias)", key)
-    if found:
-        return f"{_DECODER_HEAD[found.group(1)]}.{found.group(2)}"
+    for pattern, rename in _RENAMES:
+        found = re.fullmatch(pattern, key)
+        if found:
+            return rename(*found.groups())
     return None
 
 
