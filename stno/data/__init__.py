@@ -21,11 +21,10 @@ from stno.data.sources import (
     AdobeGoProSource,
     FrameFolderSource,
     FrameSource,
-    SequenceSubset,
     VideoFileSource,
     VimeoSeptupletSource,
-    split_sequences,
 )
+from stno.data.splits import SequenceSubset, split_sequences
 from stno.io.video import (
     DataError,
     DataNotFoundError,
