@@ -5,36 +5,23 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from stno.data.clips import (
-    ContinuousClipDataset,
-    ContinuousCollate,
-    FixedScaleClipDataset,
-    augment_clip,
-    collate_clips,
-    downscale,
-    lr_size_for,
-    make_lr,
-    seed_worker,
-)
+from stno.data.clips import ContinuousClipDataset, FixedScaleClipDataset, WindowDataset
+from stno.data.collate import ContinuousCollate, collate_clips
+from stno.data.sampling import seed_worker
 from stno.data.scenes import ShotSource, detect_scene_cuts
 from stno.data.sources import (
     AdobeGoProSource,
     FrameFolderSource,
     FrameSource,
-    SequenceSubset,
     VideoFileSource,
     VimeoSeptupletSource,
-    split_sequences,
 )
-from stno.io.video import (
-    DataError,
-    DataNotFoundError,
-    VideoWriter,
-    probe_video,
-    read_image,
-    read_video_frames,
-    write_png_frames,
-)
+from stno.data.splits import SequenceSubset, split_sequences
+from stno.data.transforms import augment_clip, downscale, lr_size_for, make_lr
+from stno.errors import DataError, DataNotFoundError
+from stno.io.images import read_image, write_png_frames
+from stno.io.video import iter_video_frames, probe_video, read_video_frames
+from stno.io.video_writer import VideoWriter
 
 SAMPLE_VIDEO_NAME = "city_sample.mp4"
 
@@ -63,9 +50,11 @@ __all__ = [
     "VideoFileSource",
     "VideoWriter",
     "VimeoSeptupletSource",
+    "WindowDataset",
     "augment_clip",
     "collate_clips",
     "downscale",
+    "iter_video_frames",
     "lr_size_for",
     "make_lr",
     "probe_video",

@@ -7,8 +7,8 @@ Every source has the same two members:
 
 Sources: ``FrameFolderSource`` (folders of PNG/JPEG frames), ``VideoFileSource`` (video files,
 decoded once with PyAV and cached), ``VimeoSeptupletSource`` (Vimeo-90K septuplets with their
-list files), ``AdobeGoProSource`` (Adobe240 / GoPro frame folders) and ``SequenceSubset``
-(a view on part of another source, used for train/val splits).
+list files) and ``AdobeGoProSource`` (Adobe240 / GoPro frame folders). Views on part of a
+source (train/val splits) are in :mod:`stno.data.splits`.
 """
 
 from __future__ import annotations
@@ -20,16 +20,15 @@ from pathlib import Path
 
 import torch
 
-from stno.errors import ConfigError
-from stno.io.video import (
+from stno.errors import DataError, DataNotFoundError
+from stno.io.images import (
     IMAGE_EXTENSIONS,
-    VIDEO_EXTENSIONS,
-    DataError,
-    DataNotFoundError,
-    probe_video,
+    image_size,
+    iter_images,
+    raise_mixed_sizes,
     read_image,
-    read_video_frames,
 )
+from stno.io.video import VIDEO_EXTENSIONS, probe_video, read_video_frames
 
 __all__ = [
     "FrameSource",
@@ -37,8 +36,6 @@ __all__ = [
     "VideoFileSource",
     "VimeoSeptupletSource",
     "AdobeGoProSource",
-    "SequenceSubset",
-    "split_sequences",
 ]
 
 
@@ -51,10 +48,6 @@ def _is_image(path: Path) -> bool:
     return (
         path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
     )
-
-
-def _list_images(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if _is_image(p)), key=lambda p: natural_key(p.name))
 
 
 def _check_indices(name: str, indices: Sequence[int], num_frames: int) -> list[int]:
@@ -134,38 +127,15 @@ class FrameFolderSource(FrameSource):
     def read(self, name: str, indices: Sequence[int]) -> torch.Tensor:
         paths = self._frames[name]
         indices = _check_indices(name, indices, len(paths))
-        frames = [read_image(paths[i]) for i in indices]
-        for index, frame in zip(indices[1:], frames[1:], strict=True):
-            if frame.shape != frames[0].shape:
-                _raise_mixed_sizes(
-                    paths[indices[0]], tuple(frames[0].shape[-2:]), paths[index], frame.shape[-2:]
-                )
-        return torch.stack(frames)
+        return torch.stack(list(iter_images([paths[i] for i in indices])))
 
     def check_frame_sizes(self) -> None:
         """Compare the first and last frame of every sequence (image headers only): frames of
         different sizes cannot be stacked into clips. ``read`` checks the frames it reads."""
-        from PIL import Image
-
         for paths in self._frames.values():
-            sizes = []
-            for path in (paths[0], paths[-1]):
-                try:
-                    with Image.open(path) as image:
-                        sizes.append(image.size[::-1])
-                except OSError as error:
-                    raise DataError(f"cannot read image {path}: {error}") from error
-            if sizes[0] != sizes[1]:
-                _raise_mixed_sizes(paths[0], sizes[0], paths[-1], sizes[1])
-
-
-def _raise_mixed_sizes(first: Path, first_size, other: Path, other_size) -> None:
-    """Frames of one sequence must share a size: say which folder and which two sizes."""
-    (h1, w1), (h2, w2) = first_size, other_size
-    raise DataError(
-        f"frames in {first.parent} differ in size: {first.name} is {w1}x{h1}, {other.name} is "
-        f"{w2}x{h2} (width x height); resize them to one size"
-    )
+            first, last = image_size(paths[0]), image_size(paths[-1])
+            if first != last:
+                raise_mixed_sizes(paths[0], first, paths[-1], last)
 
 
 class VideoFileSource(FrameSource):
@@ -320,75 +290,3 @@ class AdobeGoProSource(FrameFolderSource):
             root = root / split
         super().__init__(root)
         self.split = split
-
-
-class SequenceSubset(FrameSource):
-    """A view of some sequences of another source, each limited to a frame range.
-
-    ``ranges`` maps a sequence name to ``(start, stop)`` (frames ``start .. stop-1``); frame
-    ``i`` of the view is frame ``start + i`` of the source.
-    """
-
-    def __init__(
-        self, source: FrameSource, ranges: dict[str, tuple[int, int]], role: str | None = None
-    ) -> None:
-        counts = dict(source.sequences)
-        for name, (start, stop) in ranges.items():
-            if name not in counts:
-                raise KeyError(f"no sequence {name!r} in {source!r}")
-            if not 0 <= start < stop <= counts[name]:
-                raise ConfigError(
-                    f"bad frame range {start}..{stop} for {name!r} ({counts[name]} frames)"
-                )
-        self.source = source
-        self.role = role  # "training" / "validation" part of a split, for messages
-        self.ranges = dict(ranges)
-        self.sequences = [(name, stop - start) for name, (start, stop) in self.ranges.items()]
-
-    def read(self, name: str, indices: Sequence[int]) -> torch.Tensor:
-        start, stop = self.ranges[name]
-        indices = _check_indices(name, indices, stop - start)
-        return self.source.read(name, [start + i for i in indices])
-
-    def describe(self, name: str) -> str:
-        start, stop = self.ranges[name]
-        total = self.source.num_frames(name)
-        if (start, stop) == (0, total):
-            return self.source.describe(name)
-        part = f"its {self.role} part" if self.role else "the part used"
-        return (
-            f"sequence {name!r} has {total} frames, {part} (frames {start}..{stop - 1}, after the "
-            f"train/validation split of data.val_fraction) has {stop - start}"
-        )
-
-    def __repr__(self) -> str:
-        return f"SequenceSubset({self.source!r}, {self.ranges})"
-
-
-def split_sequences(
-    source: FrameSource, val_fraction: float = 0.2, min_frames: int = 1
-) -> tuple[SequenceSubset, SequenceSubset]:
-    """Split a source into (train, val) views that share no frame.
-
-    With several sequences, the last ``max(1, round(n * val_fraction))`` sequences (by name)
-    are validation. With one sequence, its first ``1 - val_fraction`` of frames are training
-    and the rest validation. ``min_frames`` (e.g. the clip window) is checked for both parts.
-    """
-    if not 0 < val_fraction < 1:
-        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    sequences = source.sequences
-    if len(sequences) >= 2:
-        num_val = min(len(sequences) - 1, max(1, round(len(sequences) * val_fraction)))
-        train = {name: (0, count) for name, count in sequences[:-num_val]}
-        val = {name: (0, count) for name, count in sequences[-num_val:]}
-    else:
-        name, count = sequences[0]
-        boundary = round(count * (1 - val_fraction))
-        if boundary < min_frames or count - boundary < min_frames:
-            raise DataError(
-                f"sequence {name!r} has {count} frames: too few to split {1 - val_fraction:.0%}/"
-                f"{val_fraction:.0%} into train and val parts of at least {min_frames} frames each"
-            )
-        train = {name: (0, boundary)}
-        val = {name: (boundary, count)}
-    return SequenceSubset(source, train, "training"), SequenceSubset(source, val, "validation")

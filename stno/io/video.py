@@ -1,27 +1,34 @@
-"""Reading and writing videos and frame images (PyAV for video, Pillow for PNG/JPEG).
+"""Reading videos (PyAV): the one sequential decoder every video reader of STNO goes through.
 
 Videos are always decoded sequentially from the first frame: seeking in MPEG-2 and some
 MP4 files returns corrupt or shifted frames, and exact frame indices matter for ST-VSR.
+The decoder's checks (an unreadable file, a video that ends before its declared frame count,
+frames that change size) are each a one-line :class:`~stno.errors.DataError`.
+
+Writing videos is :mod:`stno.io.video_writer`, frame images :mod:`stno.io.images`; their names
+are importable from here too.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
-from fractions import Fraction
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from stno.errors import ConfigError, DataError, DataNotFoundError
+from stno.errors import DataError, DataNotFoundError
+from stno.io.images import IMAGE_EXTENSIONS, read_image, write_png_frames
+from stno.io.video_writer import VideoWriter
 
 __all__ = [
     "DataError",
     "DataNotFoundError",
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
+    "iter_video_frames",
     "read_video_frames",
     "probe_video",
     "VideoWriter",
@@ -29,7 +36,6 @@ __all__ = [
     "write_png_frames",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".mpg", ".mpeg", ".webm", ".m4v", ".y4m")
 
 
@@ -63,20 +69,30 @@ def _open_input(path: Path):
 def _decoded_frames(path: Path):
     """Yield av.VideoFrame objects from the first frame on, turning decoder errors into DataError.
 
-    Decoding to the end checks the number of frames against the container's count: a video
-    that ends early (cut off, or frames the decoder dropped) is a DataError naming the first
-    missing frame. A container that stores no count cannot be checked: a warning says so.
+    A frame of another size than the first is a DataError. Decoding to the end checks the
+    number of frames against the container's count: a video that ends early (cut off, or frames
+    the decoder dropped) is a DataError naming the first missing frame. A container that stores
+    no count cannot be checked: a warning says so.
     """
     import av
 
     container = _open_input(path)
     decoded = 0
+    size = None
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         declared = int(stream.frames or 0)
         try:
             for frame in container.decode(stream):
+                if size is None:
+                    size = (frame.width, frame.height)
+                elif (frame.width, frame.height) != size:
+                    raise DataError(
+                        f"frames of video {path} change size: frame 0 is {size[0]}x{size[1]}, "
+                        f"frame {decoded} is {frame.width}x{frame.height} (width x height); "
+                        "re-encode it at one size"
+                    )
                 yield frame
                 decoded += 1
         except av.error.FFmpegError as error:
@@ -105,6 +121,23 @@ def _decoded_frames(path: Path):
 
 # Videos already reported as having no stored frame count (say it once per file).
 _UNCHECKED_COUNT_WARNED: set[str] = set()
+
+
+def _to_tensor(frame) -> torch.Tensor:
+    """An av.VideoFrame as a (3, H, W) uint8 RGB tensor."""
+    return torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).contiguous()
+
+
+def iter_video_frames(path: str | os.PathLike) -> Iterator[torch.Tensor]:
+    """Every frame of a video in order, (3, H, W) uint8 RGB each, decoded one at a time (memory
+    does not grow with the video), with the decoder's checks (see :func:`_decoded_frames`)."""
+    path = _require_file(path)
+    decoded = _decoded_frames(path)
+    try:
+        for frame in decoded:
+            yield _to_tensor(frame)
+    finally:
+        decoded.close()
 
 
 def read_video_frames(
@@ -167,180 +200,3 @@ def probe_video(path: str | os.PathLike) -> tuple[int, float, tuple[int, int]]:
     if count == 0:
         raise DataError(f"no frames could be decoded from {path} (empty or corrupt video)")
     return count, fps, (height, width)
-
-
-def _to_uint8_hwc(frame: torch.Tensor | np.ndarray) -> np.ndarray:
-    """(3, H, W) uint8 or float [0, 1] tensor/array -> contiguous (H, W, 3) uint8 array."""
-    frame = torch.as_tensor(frame).detach().cpu()
-    if frame.dim() != 3 or frame.shape[0] != 3:
-        raise ValueError(f"expected a (3, H, W) frame, got shape {tuple(frame.shape)}")
-    if frame.dtype != torch.uint8:
-        frame = torch.round(frame.float().clamp(0, 1) * 255).to(torch.uint8)
-    return np.ascontiguousarray(frame.permute(1, 2, 0).numpy())
-
-
-class VideoWriter:
-    """Write RGB frames to a video file, atomically.
-
-    Frames go to a temporary file in the destination folder, which is renamed to ``path``
-    only when the writer closes without an error; on an error it is deleted.
-
-    H.264 (libx264, yuv420p, ``crf``) when PyAV has it, else MPEG-4 Part 2 at high quality.
-    yuv420p needs even sizes: odd heights/widths are padded by repeating the last row/column
-    (so the stored video is at most one pixel taller/wider), unless ``pad_odd=False``, which
-    raises instead.
-
-    Usage::
-
-        with VideoWriter("out.mp4", fps=25) as writer:
-            for frame in frames:  # (3, H, W) uint8, or float in [0, 1]
-                writer.write(frame)
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        fps: float = 25.0,
-        crf: int = 18,
-        codec: str | None = None,
-        pad_odd: bool = True,
-    ) -> None:
-        self.path = Path(path)
-        if fps <= 0:
-            raise ConfigError(f"VideoWriter: fps must be positive, got {fps}")
-        if not self.path.parent.exists():
-            raise DataNotFoundError(f"output folder does not exist: {self.path.parent}")
-        self.fps = fps
-        self.crf = crf
-        self.codec = codec
-        self.pad_odd = pad_odd
-        self.frames_written = 0
-        self._temp_path = self.path.with_name(
-            f".{self.path.stem}.partial-{os.getpid()}{self.path.suffix}"
-        )
-        self._container = None
-        self._stream = None
-        self._size: tuple[int, int] | None = None
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def _open(self, height: int, width: int) -> None:
-        import av
-
-        if (height % 2 or width % 2) and not self.pad_odd:
-            raise DataError(
-                f"VideoWriter: {height}x{width} is odd; yuv420p video needs even sizes "
-                "(crop the frames or use pad_odd=True)"
-            )
-        codec = self.codec or ("libx264" if "libx264" in av.codecs_available else "mpeg4")
-        try:
-            self._container = av.open(str(self._temp_path), mode="w")
-        except (OSError, av.error.FFmpegError) as error:
-            raise DataError(
-                f"cannot write video {self.path}: {getattr(error, 'strerror', None) or error}"
-            ) from error
-        rate = Fraction(self.fps).limit_denominator(10000)
-        stream = self._container.add_stream(codec, rate=rate)
-        stream.height = height + height % 2
-        stream.width = width + width % 2
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": str(self.crf), "preset": "medium"}
-        else:
-            stream.bit_rate = 8 * stream.height * stream.width * max(int(self.fps), 1)
-            stream.options = {"qscale": "2"}
-        self._stream = stream
-        self._size = (height, width)
-
-    def write(self, frames: torch.Tensor | np.ndarray) -> None:
-        """Append one frame (3, H, W) or several (n, 3, H, W); uint8, or float in [0, 1]."""
-        import av
-
-        frames = torch.as_tensor(frames)
-        batch = frames.unsqueeze(0) if frames.dim() == 3 else frames
-        for frame in batch:
-            image = _to_uint8_hwc(frame)
-            height, width = image.shape[:2]
-            if self._container is None:
-                self._open(height, width)
-            elif (height, width) != self._size:
-                raise DataError(
-                    f"VideoWriter: frame size {height}x{width} differs from the first frame's "
-                    f"{self._size[0]}x{self._size[1]}"
-                )
-            if height % 2 or width % 2:
-                image = np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-            video_frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            for packet in self._stream.encode(video_frame):
-                self._container.mux(packet)
-            self.frames_written += 1
-
-    def close(self) -> Path:
-        """Flush, close and move the file to its final name. Returns the final path."""
-        if self._container is None:
-            raise DataError(f"VideoWriter: no frames were written to {self.path}")
-        try:
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-            self._container.close()
-        except BaseException:
-            self.abort()
-            raise
-        self._container = None
-        os.replace(self._temp_path, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        """Stop writing and delete the temporary file; the final path is left untouched."""
-        if self._container is not None:
-            try:
-                self._container.close()
-            except Exception:  # the error that got us here is the one to report
-                pass
-            self._container = None
-        if self._temp_path.exists():
-            self._temp_path.unlink()
-
-
-def read_image(path: str | os.PathLike) -> torch.Tensor:
-    """Read a PNG/JPEG/BMP image as a (3, H, W) uint8 RGB tensor."""
-    from PIL import Image
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
-    except OSError as error:
-        raise DataError(f"cannot read image {path}: {error}") from error
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
-
-
-def write_png_frames(
-    frames: Iterable[torch.Tensor] | torch.Tensor,
-    folder: str | os.PathLike,
-    start_index: int = 0,
-    name_format: str = "{:08d}.png",
-) -> list[Path]:
-    """Write (n, 3, H, W) frames (uint8, or float in [0, 1]) as PNG files ``folder/00000000.png``...
-
-    Creates ``folder`` if needed. Returns the written paths.
-    """
-    from PIL import Image
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for offset, frame in enumerate(frames):
-        path = folder / name_format.format(start_index + offset)
-        Image.fromarray(_to_uint8_hwc(frame)).save(path)
-        paths.append(path)
-    return paths

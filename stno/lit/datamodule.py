@@ -10,15 +10,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from stno.data.sampling import ResumableSampler
+from stno.data.sampling import ResumableSampler, loader_generator, seed_worker
 from stno.errors import ConfigError
-
-
-def seed_worker(worker_id: int) -> None:
-    """Seed numpy and `random` in a DataLoader worker from the seed torch gave that worker."""
-    worker_seed = torch.initial_seed() % 2**32
-    np.random.seed(worker_seed)
-    random.seed(worker_seed)
 
 
 def _rng_states() -> dict[str, Any]:
@@ -69,8 +62,9 @@ class ClipDataModule(pl.LightningDataModule):
         val_batch_size: clips per validation batch.
         num_workers: DataLoader worker processes (0: load in the main process).
         pin_memory: pin host memory (useful on GPU).
-        seed: seed of the training order and of the augmentation draws (`stno.data.sampling`:
-            a resumed run draws exactly what an uninterrupted one would).
+        seed: seed of the training order, of the augmentation draws and of the worker seeds
+            (`stno.data.sampling`: a resumed run draws exactly what an uninterrupted one would,
+            and every DDP rank draws its own).
     """
 
     def __init__(
@@ -138,8 +132,6 @@ class ClipDataModule(pl.LightningDataModule):
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         from stno.data import collate_clips
 
-        generator = torch.Generator()
-        generator.manual_seed(self.seed)
         sampler = self._train_sampler(dataset, batch_size) if shuffle else None
         return DataLoader(
             dataset,
@@ -151,10 +143,14 @@ class ClipDataModule(pl.LightningDataModule):
             collate_fn=getattr(dataset, "collate_fn", None) or collate_clips,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
+            # Worker seeds differ per rank and worker (`stno.data.sampling`).
             worker_init_fn=seed_worker,
-            generator=generator,
+            generator=loader_generator(self.seed, self._rank()),
             persistent_workers=self.num_workers > 0,
         )
+
+    def _rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
 
     def _train_sampler(self, dataset: Dataset, batch_size: int) -> ResumableSampler:
         """The training order of this process (its DDP share), at the resumed position if any."""
@@ -164,7 +160,7 @@ class ClipDataModule(pl.LightningDataModule):
             batch_size=batch_size,
             seed=self.seed,
             num_replicas=trainer.world_size if trainer is not None else 1,
-            rank=trainer.global_rank if trainer is not None else 0,
+            rank=self._rank(),
         )
         if self._resume_position is not None:
             # Lightning creates the loader's iterator before it sets the sampler's epoch: set it here.
