@@ -254,7 +254,7 @@ def _assert_nothing_left(case: Case, inputs: Path, out: Path) -> None:
     for step in case.setup:  # files that were there before are untouched
         if step.startswith("write"):
             assert Path(step.split()[1].replace("{out}", str(out))).read_text() == "precious\n"
-    leftovers = [p.name for p in out.rglob("*") if ".partial" in p.name or ".probe" in p.name]
+    leftovers = [p.name for p in out.rglob("*") if ".tmp" in p.name or ".probe" in p.name]
     assert not leftovers
     if case.program == "train":
         written = {p.name for p in out.iterdir()} - {"checkpoints", ".hydra", "train.log"}
