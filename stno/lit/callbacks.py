@@ -28,7 +28,14 @@ class LastCheckpoint(ModelCheckpoint):
     step that reaches `max_steps` (a checkpoint like the periodic ones: resuming from it with a
     larger `max_steps` continues exactly), and when training stops for any other reason
     (`max_epochs`, early stopping) at a step not saved yet.
+
+    The file is always `last.ckpt`: Lightning's version counter (`last-v1.ckpt` when a
+    `last.ckpt` it did not write itself exists: a run resumed in a moved run directory, or with
+    another `every_n_train_steps`) is off unless asked for.
     """
+
+    def __init__(self, *args: Any, enable_version_counter: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, enable_version_counter=enable_version_counter, **kwargs)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         super().on_train_batch_end(trainer, *args)
