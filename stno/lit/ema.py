@@ -106,8 +106,7 @@ class EMAWeights(pl.Callback):
 
     @torch.no_grad()
     def on_train_batch_end(self, trainer: pl.Trainer, *_: Any) -> None:
-        pl_module = trainer.lightning_module
-        self._start(pl_module)
+        pl_module = trainer.lightning_module  # on_train_start has started the average
         step = trainer.global_step
         decay = min(self.decay, (1.0 + step) / (10.0 + step))
         net = _net(pl_module)
