@@ -164,6 +164,17 @@ def test_starting_again_in_the_same_directory_resumes_from_last_ckpt(
     assert sorted(step for step, _ in losses) == [0, 1, 2, 3, 4]
 
 
+def test_a_resume_with_other_checkpoint_settings_still_writes_last_ckpt(train_config, tmp_path):
+    output_dir = tmp_path / "run"
+    _short_run(train_config, output_dir, 2)  # last.ckpt every step
+    every_third = ["trainer=cpu", "trainer.max_steps=3", *TINY_DATA]
+    every_third.append("callbacks.last_checkpoint.every_n_train_steps=3")
+    train(train_config(every_third, output_dir=output_dir))
+    checkpoints = output_dir / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert not list(checkpoints.glob("last-v*.ckpt"))
+
+
 @pytest.mark.slow
 def test_forty_steps_of_stno_tiny_lower_the_training_loss(train_config, tmp_path):
     output_dir = tmp_path / "run"

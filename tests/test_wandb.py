@@ -13,7 +13,7 @@ from PIL import Image
 from test_train import TINY_DATA
 
 from stno.cli.train import train
-from stno.lit.module import clip_frames, gif_bytes
+from stno.lit.samples import clip_frames, gif_bytes
 
 
 def test_clip_frames_and_gif_keep_every_frame_side_by_side(tmp_path):

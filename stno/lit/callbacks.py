@@ -1,4 +1,5 @@
-"""Lightning callbacks of `stno-train`: the final checkpoint, and progress lines for log files."""
+"""Lightning callbacks of `stno-train`: the final checkpoint, progress lines for log files, and
+(re-exported) the weight average and validation samples of `STNOLitModule`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.callbacks.progress import ProgressBar
 
-__all__ = ["LastCheckpoint", "LogProgressBar", "progress_bar"]
+from stno.lit.ema import EMAWeights
+from stno.lit.samples import ValidationSamples
+
+__all__ = ["EMAWeights", "LastCheckpoint", "LogProgressBar", "ValidationSamples", "progress_bar"]
 
 log = logging.getLogger("stno.train")
 
@@ -24,17 +28,17 @@ class LastCheckpoint(ModelCheckpoint):
     step that reaches `max_steps` (a checkpoint like the periodic ones: resuming from it with a
     larger `max_steps` continues exactly), and when training stops for any other reason
     (`max_epochs`, early stopping) at a step not saved yet.
+
+    The file is always `last.ckpt`: Lightning's version counter (`last-v1.ckpt` when a
+    `last.ckpt` it did not write itself exists: a run resumed in a moved run directory, or with
+    another `every_n_train_steps`) is off unless asked for.
     """
 
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+    def __init__(self, *args: Any, enable_version_counter: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, enable_version_counter=enable_version_counter, **kwargs)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_batch_end(trainer, *args)
         if 0 < trainer.max_steps <= trainer.global_step:
             self._save_final(trainer)
 
@@ -91,14 +95,7 @@ class LogProgressBar(ProgressBar):
         self._started = self._last_line = time.monotonic()
         self._start_step = trainer.global_step
 
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
+    def on_train_batch_end(self, trainer: pl.Trainer, *_: Any) -> None:
         now = time.monotonic()
         last_step = 0 < trainer.max_steps <= trainer.global_step
         if now - self._last_line < self.log_interval_s and not last_step:
@@ -106,7 +103,7 @@ class LogProgressBar(ProgressBar):
         self._last_line = now
         step, total = trainer.global_step, trainer.max_steps
         rate = (step - self._start_step) / max(now - self._started, 1e-9)
-        metrics = self.get_metrics(trainer, pl_module)
+        metrics = self.get_metrics(trainer, trainer.lightning_module)
         shown = ", ".join(
             f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}"
             for name, value in metrics.items()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import importlib
-import io
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,6 +11,9 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from stno.errors import ConfigError
+from stno.lit.ema import EMAWeights
+from stno.lit.hparams import build_from_config, plain_container
+from stno.lit.samples import ValidationSamples
 from stno.ops.metrics import frame_metrics
 
 # Metrics of the model, and of the bicubic_blend baseline on the same clips.
@@ -22,37 +22,13 @@ BASELINE_METRICS = ("psnr_y", "ssim_y")
 # Global step of the latest validation, kept in `trainer.callback_metrics` under this name.
 VALIDATED_STEP = "stno/validated_step"
 
-
-def build_from_config(config: Mapping[str, Any]) -> Any:
-    """Instantiate `{"_target_": "pkg.Class", **kwargs}` without Hydra (plain dicts only)."""
-    if "_target_" not in config:
-        raise ConfigError(
-            f"network config needs a `_target_` (e.g. stno.nn.STNO), got keys {sorted(config)}"
-        )
-    kwargs = {key: value for key, value in config.items() if not key.startswith("_")}
-    module_name, _, attribute = str(config["_target_"]).rpartition(".")
-    try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ConfigError(f"cannot import network class {config['_target_']!r}: {error}") from error
-    return target(**kwargs)
-
-
-def plain_container(value: Any) -> Any:
-    """OmegaConf containers and tuples -> dict/list of plain values (what `weights_only` loads)."""
-    if hasattr(value, "_metadata") and hasattr(value, "_get_node"):  # an OmegaConf container
-        from omegaconf import OmegaConf
-
-        value = OmegaConf.to_container(value, resolve=True)
-    if isinstance(value, Mapping):
-        return {str(key): plain_container(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_container(item) for item in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(
-        f"hyper-parameter value {value!r} is not a plain dict/list/str/number/bool/None"
-    )
+__all__ = [
+    "VALIDATED_STEP",
+    "STNOLitModule",
+    "build_from_config",
+    "charbonnier_loss",
+    "plain_container",
+]
 
 
 def charbonnier_loss(
@@ -76,13 +52,14 @@ class STNOLitModule(pl.LightningModule):
         scheduler: factory `scheduler(optimizer=...)` or None.
         scheduler_interval: step the scheduler every `"step"` or every `"epoch"`.
         loss_eps: Charbonnier epsilon.
-        ema_decay: keep an exponential moving average of the weights (e.g. 0.999) under `ema.`;
-            validation and `forward` then use the averaged weights. None: off.
+        ema_decay: keep an exponential moving average of the weights (e.g. 0.999), saved under
+            `ema.`; validation uses it (the `EMAWeights` callback). None: off.
         compile: run the training forward through `torch.compile` (GPU; off on CPU).
         val_max_queries: bound on target pixels decoded at once in validation (memory).
         val_crop_border: pixels removed on each side before validation metrics.
         num_logged_samples: clips shown as images (bicubic | model | GT) per validation, on
-            loggers that take images (TensorBoard, W&B); W&B also gets the first clip as a video.
+            loggers that take images (TensorBoard, W&B); W&B also gets the first clip as a video
+            (the `ValidationSamples` callback). 0: none.
         freeze_motion_steps: keep the motion stage (`net.motion`) fixed for the first N optimizer
             steps (fine-tuning: adapt the rest of the network first). 0: never frozen.
         train_queries: decode only this many random target pixels of every output frame per
@@ -114,8 +91,6 @@ class STNOLitModule(pl.LightningModule):
             raise ConfigError(
                 f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}"
             )
-        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
         if train_queries is not None and int(train_queries) < 1:
             raise ConfigError(
                 f"train_queries must be a positive integer or null, got {train_queries}"
@@ -148,9 +123,14 @@ class STNOLitModule(pl.LightningModule):
             )
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.ema: nn.Module | None = None
-        if ema_decay is not None and self.has_trainable_parameters:
-            self.ema = copy.deepcopy(self.net).requires_grad_(False)
+        # Callbacks of this module (`configure_callbacks`); the EMA one saves with its weights.
+        self._callbacks: list[pl.Callback] = []
+        if ema_decay is not None:
+            ema = EMAWeights(ema_decay)
+            if self.has_trainable_parameters:
+                self._callbacks.append(ema.attach(self))
+        if num_logged_samples:
+            self._callbacks.append(ValidationSamples(num_logged_samples))
         self._compiled_net: Callable | None = None
         # The baseline has no weights worth saving: keep it out of state_dict (not a submodule).
         self._baseline: list[nn.Module] = [build_from_config({"_target_": "stno.nn.BicubicBlend"})]
@@ -166,15 +146,27 @@ class STNOLitModule(pl.LightningModule):
         return any(parameter.requires_grad for parameter in self.net.parameters())
 
     @property
-    def evaluated_net(self) -> nn.Module:
-        """The weights validation and inference use: the EMA copy when EMA is on."""
-        return self.ema if self.ema is not None else self.net
+    def ema(self) -> nn.Module | None:
+        """The moving average of `net` that the `EMAWeights` callback keeps; None when off."""
+        for callback in self._callbacks:
+            if isinstance(callback, EMAWeights):
+                return callback.average
+        return None
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        # The same instances every time (fit, then validate), added once to a trainer.
+        attached = self._trainer.callbacks if self._trainer is not None else []
+        return [callback for callback in self._callbacks if callback not in attached]
 
     def forward(
         self, frames: torch.Tensor, times, out_size, max_queries: int | None = None
     ) -> torch.Tensor:
-        """(B, T, 3, h, w) in [0, 1] -> (B, T + (T-1) len(times), 3, H, W), with the evaluated weights."""
-        return self.evaluated_net(frames, times, out_size, max_queries=max_queries)
+        """(B, T, 3, h, w) in [0, 1] -> (B, T + (T-1) len(times), 3, H, W), with `net`."""
+        return self.net(frames, times, out_size, max_queries=max_queries)
+
+    def baseline(self, frames: torch.Tensor, times, out_size) -> torch.Tensor:
+        """The output of bicubic_blend, the reference of every validation."""
+        return self._baseline[0](frames, times, out_size)
 
     # ---- training -------------------------------------------------------------------------
 
@@ -218,20 +210,6 @@ class STNOLitModule(pl.LightningModule):
             frozen = self.global_step < self.hparams.freeze_motion_steps
             self.net.motion.requires_grad_(not frozen)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.ema is not None:
-            self._update_ema()
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        # Warm-up: a short run should not be dominated by the random initial weights.
-        step = self.global_step
-        decay = min(self.hparams.ema_decay, (1.0 + step) / (10.0 + step))
-        for averaged, current in zip(self.ema.parameters(), self.net.parameters(), strict=True):
-            averaged.lerp_(current.detach(), 1.0 - decay)
-        for averaged, current in zip(self.ema.buffers(), self.net.buffers(), strict=True):
-            averaged.copy_(current)
-
     def configure_optimizers(self) -> Any:
         parameters = [parameter for parameter in self.net.parameters() if parameter.requires_grad]
         if not parameters:
@@ -257,13 +235,12 @@ class STNOLitModule(pl.LightningModule):
     def on_validation_start(self) -> None:
         self._baseline[0].to(self.device)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Metrics of `net` (the EMA weights when EMA is on) and of the baseline on one batch."""
         lr, hr = batch["lr"], batch["hr"]
         times = batch["times"].tolist()
         out_size = tuple(hr.shape[-2:])
-        prediction = self.evaluated_net(
-            lr, times, out_size, max_queries=self.hparams.val_max_queries
-        )
+        prediction = self.net(lr, times, out_size, max_queries=self.hparams.val_max_queries)
         batch_size = lr.shape[0]
         self.val_loss.update(
             charbonnier_loss(prediction, hr, self.hparams.loss_eps), weight=batch_size
@@ -278,10 +255,9 @@ class STNOLitModule(pl.LightningModule):
         key = None
         if "name" in batch and "start" in batch:
             key = (tuple(batch["name"]), tuple(batch["start"]), tuple(times), out_size, crop)
-        baseline = None
         baseline_scores = self._baseline_scores.get(key) if key is not None else None
         if baseline_scores is None:
-            baseline = self._baseline[0](lr, times, out_size)
+            baseline = self.baseline(lr, times, out_size)
             baseline_scores = frame_metrics(
                 baseline.flatten(0, 1).float().clamp(0, 1), target, crop_border=crop
             )
@@ -292,12 +268,7 @@ class STNOLitModule(pl.LightningModule):
             self.val_metrics[name].update(model_scores[name].float())
         for name in BASELINE_METRICS:
             self.val_baseline_metrics[name].update(baseline_scores[name])
-
-        if batch_idx == 0 and self.trainer.is_global_zero:
-            if baseline is None and any(_image_kind(lg) for lg in self.loggers):
-                baseline = self._baseline[0](lr, times, out_size)
-            if baseline is not None:
-                self._log_sample_frames(baseline, prediction, hr, num_inputs=lr.shape[1])
+        return {"prediction": prediction}
 
     def on_validation_epoch_end(self) -> None:
         # compute() syncs the running means across DDP ranks; every rank then logs the same value.
@@ -318,77 +289,3 @@ class STNOLitModule(pl.LightningModule):
             self.last_validated_step = self.global_step
             # Also in callback_metrics (not logged): spawned DDP sends them back to the main process.
             self.trainer.callback_metrics[VALIDATED_STEP] = torch.tensor(self.global_step)
-
-    def _log_sample_frames(
-        self,
-        baseline: torch.Tensor,
-        prediction: torch.Tensor,
-        target: torch.Tensor,
-        num_inputs: int,
-    ) -> None:
-        """Log `bicubic | model | GT` of one output frame per clip on image-capable loggers."""
-        wanted = [logger for logger in self.loggers if _image_kind(logger) is not None]
-        count = min(self.hparams.num_logged_samples, target.shape[0])
-        if not wanted or count == 0:
-            return
-        # Show a synthesised (in-between) frame when there is one: that is the hard part.
-        frame = 1 if target.shape[1] > num_inputs else 0
-        rows = [
-            torch.cat([baseline[i, frame], prediction[i, frame], target[i, frame]], dim=-1)
-            for i in range(count)
-        ]
-        image = torch.cat(rows, dim=-2).detach().float().clamp(0, 1).cpu()  # (3, count*H, 3*W)
-        for logger in wanted:
-            if _image_kind(logger) == "tensorboard":
-                logger.experiment.add_image("val/samples_bicubic_model_gt", image, self.global_step)
-            else:
-                logger.log_image(
-                    key="val/samples_bicubic_model_gt", images=[image], step=self.global_step
-                )
-                logger.log_metrics(
-                    {
-                        "val/clip_bicubic_model_gt": _wandb_clip(
-                            baseline[0], prediction[0], target[0]
-                        )
-                    },
-                    step=self.global_step,
-                )
-
-
-def clip_frames(*clips: torch.Tensor) -> torch.Tensor:
-    """Clips (T, 3, H, W) in [0, 1] side by side -> uint8 frames (T, 3, H, n*W)."""
-    joined = torch.cat([clip.detach().float().clamp(0, 1).cpu() for clip in clips], dim=-1)
-    return (joined * 255).round().to(torch.uint8)
-
-
-def gif_bytes(frames: torch.Tensor, frame_ms: int = 250) -> bytes:
-    """uint8 frames (T, 3, H, W) -> an animated GIF that loops (PIL; no video encoder needed)."""
-    from PIL import Image
-
-    images = [Image.fromarray(frame.permute(1, 2, 0).numpy()) for frame in frames]
-    buffer = io.BytesIO()
-    images[0].save(
-        buffer, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0
-    )
-    return buffer.getvalue()
-
-
-def _wandb_clip(baseline: torch.Tensor, prediction: torch.Tensor, target: torch.Tensor) -> Any:
-    """One validation clip (bicubic | model | GT, every output frame) as a `wandb.Video` GIF.
-
-    A GIF written by PIL, because `wandb.Video` encodes numpy arrays with moviepy (not a
-    dependency of STNO).
-    """
-    import wandb
-
-    frames = clip_frames(baseline, prediction, target)
-    return wandb.Video(io.BytesIO(gif_bytes(frames)), format="gif")
-
-
-def _image_kind(logger: Any) -> str | None:
-    name = type(logger).__name__
-    if name == "TensorBoardLogger":
-        return "tensorboard"
-    if name == "WandbLogger":
-        return "wandb"
-    return None
