@@ -15,10 +15,11 @@ from test_checkpoint import preset_net_config
 from test_resume_exact import _assert_same_weights, _overrides, _weights
 from test_train import TINY_DATA
 
-from stno.cli.train import instantiate_model, train
+from stno.cli.train import train
 from stno.io.checkpoint import load_network
 from stno.lit import STNOLitModule
 from stno.lit.callbacks import EMAWeights
+from stno.lit.run import instantiate_model
 
 EMA_ON = ["trainer=cpu", "model.ema_decay=0.9"]
 
@@ -92,7 +93,7 @@ def test_validation_runs_with_the_average_and_saves_the_live_weights():
 def test_a_fit_starts_the_average_from_the_weights_loaded_into_net(train_config):
     """Fine-tuning: weights loaded into `model.net` before `fit` are where the average starts."""
     cfg = train_config(["model.ema_decay=0.9", *TINY_DATA])
-    model = instantiate_model(cfg.model)
+    model = instantiate_model(cfg.model, hydra.utils.instantiate)
     datamodule = hydra.utils.instantiate(cfg.data)
     with torch.no_grad():  # "init_ckpt" weights, unlike those the average was built from
         for parameter in model.net.parameters():

@@ -141,6 +141,14 @@ class STNOLitModule(pl.LightningModule):
         # Global step of the latest finished validation (lets stno-train skip a repeat at the end).
         self.last_validated_step: int | None = None
 
+    def validated_step(self) -> int | None:
+        """Global step of the latest finished validation, or None: the module's own record, or
+        the one spawned DDP workers sent back in ``trainer.callback_metrics``."""
+        step = self.trainer.callback_metrics.get(VALIDATED_STEP) if self._trainer else None
+        if step is not None:
+            return int(step)
+        return self.last_validated_step
+
     @property
     def has_trainable_parameters(self) -> bool:
         return any(parameter.requires_grad for parameter in self.net.parameters())

@@ -22,7 +22,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from stno.errors import CheckpointNotFoundError
 from stno.io.checkpoint import load_initial_weights, remove_orphan_temporaries
-from stno.lit.module import VALIDATED_STEP, STNOLitModule
+from stno.lit.module import STNOLitModule
 from stno.lit.results import write_result
 from stno.lit.resume import (
     LAST_CHECKPOINT,
@@ -208,7 +208,7 @@ def train(cfg: DictConfig, instantiate: Instantiate, job: Job | None = None) -> 
                         f"Warning: {last.name} holds step {saved_step}, training ended at step {final_step}"
                     )
 
-    validated_step = trainer.callback_metrics.get(VALIDATED_STEP, model.last_validated_step)
+    validated_step = model.validated_step()
     if (
         trained
         and validated_step is not None
@@ -241,15 +241,13 @@ def train(cfg: DictConfig, instantiate: Instantiate, job: Job | None = None) -> 
 
 
 def initialise_from(model: STNOLitModule, ckpt_path: str, strict: bool = True) -> str:
-    """Fine-tuning: the network (and its EMA copy) starts from a checkpoint's weights only."""
+    """Fine-tuning: the network starts from a checkpoint's weights only (the EMA callback starts
+    its average from them)."""
     if not Path(ckpt_path).expanduser().is_file():
         raise CheckpointNotFoundError(
             f"init_ckpt={ckpt_path} does not exist: give a .ckpt file written by stno-train"
         )
-    report = load_initial_weights(model.net, ckpt_path, strict=bool(strict))
-    if model.ema is not None:
-        model.ema.load_state_dict(model.net.state_dict())
-    return report
+    return load_initial_weights(model.net, ckpt_path, strict=bool(strict))
 
 
 def best_validation_psnr(trainer: pl.Trainer, metrics: dict[str, float]) -> float | None:
