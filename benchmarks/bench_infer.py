@@ -3,7 +3,8 @@
 Each case runs in its own Python process (so peak resident memory, ru_maxrss, is that case's
 alone) and upscales a short clip made from the embedded sample (resized to the input size)
 with `stno.inference.upscale_video`, the function `stno-infer` calls, writing an mp4.
-Networks have random weights (speed and memory do not depend on the values).
+Networks have random weights (speed and memory do not depend on the values), or with
+``--shipped`` the weights shipped in the package (stno_tiny cases only).
 
     python benchmarks/bench_infer.py            # all cases, ~10 min on 2 cores
     python benchmarks/bench_infer.py --only tiny --precision bf16
@@ -69,6 +70,10 @@ def run_case(spec: dict) -> dict:
     config.pop("_target_")
     torch.manual_seed(0)
     net = STNO(**config).eval()
+    if spec.get("shipped"):
+        from stno.io.checkpoint import load_pretrained
+
+        net, _ = load_pretrained(spec["preset"])
     if spec.get("precision", "fp32") != "fp32":
         from stno.inference.runtime import WithPrecision
 
@@ -100,6 +105,9 @@ def main() -> None:
     parser.add_argument("--only", help="run only cases whose name contains this text")
     parser.add_argument("--name", help="run only the case with exactly this name")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument(
+        "--shipped", action="store_true", help="the shipped weights instead of random ones"
+    )
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -111,7 +119,8 @@ def main() -> None:
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
         f"# stno-infer on CPU: torch {torch.__version__}, {threads} threads, {os.cpu_count()} cores "
-        f"(load average {load} at start), random weights, mp4 output, precision {args.precision}"
+        f"(load average {load} at start), {'shipped' if args.shipped else 'random'} weights, "
+        f"mp4 output, precision {args.precision}"
     )
     print()
     print(
@@ -132,6 +141,7 @@ def main() -> None:
                 time_scale=time_scale,
                 max_queries=max_queries,
                 precision=args.precision,
+                shipped=args.shipped,
             )
             completed = subprocess.run(
                 [sys.executable, __file__, "--case", json.dumps(spec)],

@@ -72,7 +72,9 @@ def modules_under(package: str) -> list[str]:
 
 
 def test_the_parser_sees_relative_and_lazy_imports():
-    assert "stno.ops.warping" in imports("stno.nn.propagation")  # `from .geometry import ...`
+    assert "stno.ops.warping" in imports(
+        "stno.nn.propagation"
+    )  # `from stno.ops.warping import ...`
     assert "stno.nn.attention" in imports("stno.nn")  # the package's own __init__
     assert "omegaconf" in imports("stno.io.configs")  # inside a function
 

@@ -91,8 +91,8 @@ def open_frames(path: str | os.PathLike, fps: float | None = None) -> FrameReade
 class _VideoSink:
     """Frames into a video file (:class:`VideoWriter`: a temporary file renamed when complete)."""
 
-    def __init__(self, path: Path, fps: float) -> None:
-        self.writer = VideoWriter(path, fps=fps)
+    def __init__(self, path: Path, fps: float, preset: str = "medium") -> None:
+        self.writer = VideoWriter(path, fps=fps, preset=preset)
 
     def write(self, frames: torch.Tensor) -> None:
         self.writer.write(frames)
@@ -131,9 +131,10 @@ class _FolderSink:
         discard(self.temporary)
 
 
-def open_sink(path: Path, kind: str, fps: float) -> BackgroundSink:
-    """A background writer of ``kind`` ``"video"`` (a file at ``fps``) or ``"folder"`` (PNGs)."""
-    sink = _VideoSink(path, fps) if kind == "video" else _FolderSink(path)
+def open_sink(path: Path, kind: str, fps: float, preset: str = "medium") -> BackgroundSink:
+    """A background writer of ``kind`` ``"video"`` (a file at ``fps``, H.264 encoder ``preset``)
+    or ``"folder"`` (PNGs)."""
+    sink = _VideoSink(path, fps, preset) if kind == "video" else _FolderSink(path)
     return BackgroundSink(sink, depth=4)
 
 

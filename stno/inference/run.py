@@ -44,6 +44,7 @@ def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
             f"stno-infer: {model_name} on {device}, {precision_line}", flush=True
         ),
         overwrite=bool(cfg.get("overwrite", False)),
+        video_preset=str(cfg.get("video_preset", "veryfast")),
     )
     h, w = summary["input_size"]
     H, W = summary["output_size"]

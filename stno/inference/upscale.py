@@ -156,6 +156,7 @@ def upscale_video(
     progress: bool = True,
     on_start: Callable[[dict[str, Any]], None] | None = None,
     overwrite: bool = False,
+    video_preset: str = "veryfast",
 ) -> dict[str, Any]:
     """Upscale a video (file or frame folder) in space and time, streaming, writing atomically.
 
@@ -169,6 +170,9 @@ def upscale_video(
         input_fps: frames per second of the input (frame folders: default 25).
         window, context: inputs per network call and inputs of overlap context on each side.
         max_queries: target pixels decoded at once (memory bound; same result as unchunked).
+        video_preset: libx264 speed preset of a video output (``veryfast``: about 12 ms less CPU
+            per 720p frame than ``medium``, which competes with the network for the same cores;
+            files are somewhat larger at the same quality setting).
         on_start: called with the plan (frames, sizes, fps) once the input and output are checked,
             before any frame is computed.
         overwrite: replace an existing output (else it is an error, raised before any work).
@@ -216,7 +220,7 @@ def upscale_video(
             desc="stno-infer",
             dynamic_ncols=True,
         )
-    sink = open_sink(output_path, kind, out_fps)
+    sink = open_sink(output_path, kind, out_fps, video_preset)
     written = 0
     input_count = 0
     started = time.perf_counter()

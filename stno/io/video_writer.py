@@ -42,6 +42,7 @@ class VideoWriter:
         crf: int = 18,
         codec: str | None = None,
         pad_odd: bool = True,
+        preset: str = "medium",
     ) -> None:
         self.path = Path(path)
         if fps <= 0:
@@ -52,6 +53,7 @@ class VideoWriter:
         self.crf = crf
         self.codec = codec
         self.pad_odd = pad_odd
+        self.preset = preset
         self.frames_written = 0
         self._temp_path = temporary_path(self.path, keep_suffix=True)
         self._container = None
@@ -88,7 +90,7 @@ class VideoWriter:
         stream.width = width + width % 2
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
-            stream.options = {"crf": str(self.crf), "preset": "medium"}
+            stream.options = {"crf": str(self.crf), "preset": self.preset}
         else:
             stream.bit_rate = 8 * stream.height * stream.width * max(int(self.fps), 1)
             stream.options = {"qscale": "2"}

@@ -11,6 +11,11 @@ Memory-bounded decoding: target pixels are decoded in chunks of at most ``max_qu
 the whole batch). With attention blocks on, the global statistics ``K^T V`` of block l are first
 accumulated over all chunks (a pass over the chunks per block) and then applied, so chunked and
 unchunked decoding give the same result up to float rounding.
+
+This file is longer than our ~300-line guide on purpose: one operator has three decoding paths
+(tiles with global attention statistics, bands of target rows for inference, sampled pixels for
+training) that must compute the same function; they are kept side by side to be read against
+each other, and tests/test_decoder_speed_paths.py checks them against each other.
 """
 
 from __future__ import annotations
@@ -106,12 +111,21 @@ class ContinuousDecoder(nn.Module):
         out_size: tuple[int, int],
         max_queries: int | None = None,
         pixels: torch.Tensor | None = None,
+        skip: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """feat: (N, C, h, w); out_size: (H, W); max_queries: target pixels decoded at once over the
-        batch (None: all). Returns (N, 3, H, W), unbounded RGB (the caller adds its skip and clamps).
+        batch (None: all). Returns (N, 3, H, W), unbounded RGB (the caller clamps).
+
+        ``skip``: an optional (N, 3, h, w) image added bilinearly upsampled (the network's image
+        residual). Bilinear upsampling is linear, so it is added to the RGB shortcut at LR and
+        the two are upsampled together.
 
         With ``pixels`` (N, Q) flat indices ``y * W + x`` of target pixels, only those are decoded
         (sampled-query training): returns (N, 3, Q), equal to the full decoding at those pixels.
+
+        Without attention blocks and without autograd (inference), the grid is decoded by
+        ``_decode_bands`` (same result up to float rounding, faster); otherwise in tiles of at
+        most ``max_queries`` pixels, below.
         """
         n, c, h, w = feat.shape
         H, W = int(out_size[0]), int(out_size[1])
@@ -129,7 +143,9 @@ class ContinuousDecoder(nn.Module):
             dtype=exact,
         )
         if pixels is not None:
-            return self._decode_points(feat, (H, W), geometry, cell, pixels)
+            return self._decode_points(feat, (H, W), geometry, cell, pixels, skip)
+        if not self.blocks and not (torch.is_grad_enabled() and _needs_grad(self, feat)):
+            return self._decode_bands(feat, (H, W), geometry, cell, skip, max_queries)
         feat_last = feat.permute(0, 2, 3, 1)  # channels last: projections are plain matmuls
         weight, bias = self._lift_weights()
         group, rows, cols = _tiling(n, H, W, max_queries)
@@ -164,10 +180,126 @@ class ContinuousDecoder(nn.Module):
                     out = rgb.new_empty(n, H, W, 3)
                 out[f0 : f0 + group, r : r + rows, cc : cc + cols] = rgb
         out = out.permute(0, 3, 1, 2)
-        short = F.interpolate(
-            full_precision(self.shortcut(feat)), size=(H, W), mode="bilinear", align_corners=False
-        )
+        short = self._lr_image(feat, skip, bias=False)
+        short = F.interpolate(short, size=(H, W), mode="bilinear", align_corners=False)
         return out.add_(short)  # ``out`` is a fresh tensor: no extra full-size copy
+
+    # Target pixels of a band in the inference path (see ``_decode_bands``): small enough that a
+    # band's intermediates stay in the CPU's caches, large enough that the per-operation overhead
+    # stays small (measured on 2 cores at 1280x720: 16k-20k pixels is the fastest).
+    band_pixels = 20480
+
+    def _decode_bands(self, feat, out_size, geometry, cell, skip, max_queries) -> torch.Tensor:
+        """Inference path (no autograd, no attention blocks): the same map as the tiled path of
+        ``forward`` up to float rounding, with a fraction of its memory traffic.
+
+        Target rows are decoded band by band. A band is the set of target rows whose upper LR
+        neighbour lies in a few consecutive LR rows; its intermediates go to buffers reused from
+        band to band (they stay in cache, and nothing is allocated per band):
+
+        1. once per frame, at LR size: the features' part of the lift for each neighbour
+           position (a, b), ``P_ab = f W_ab^T`` (one batched matmul);
+        2. x-pass on the band's LR rows (plus the one below, the lower neighbour of its last
+           target rows): gather ``P_a0`` and ``P_a1`` at each target column's two LR columns,
+           lerp with the x-weights, add the column terms (relative x, cell, bias);
+        3. y-pass: gather each target row's upper row of the a = 0 result and lower row of the
+           a = 1 result, lerp with the y-weights, add the row term (relative y): the MLP's
+           first layer at every target pixel of the band;
+        4. GELU in place, and the last layer accumulated (``addmm_``) into the output, which
+           was first filled with the bilinear upsampling of the LR image (RGB shortcut + skip +
+           the last layer's bias: the weights of a bilinear blend sum to one, so a constant
+           passes through).
+
+        The old path instead materialised every gathered copy and intermediate at the size of a
+        65536-pixel tile (8-16 MiB each, out of cache) and allocated them per tile.
+
+        Everything after the LR projections runs in float32 (float64 for float64 inputs), also
+        under bfloat16 autocast: on a CPU, float32 lerps and adds are faster than bfloat16 ones
+        (no conversions), the band's data lives in cache so its size costs little, and the
+        result is closer to float32 inference than the old bfloat16 path's.
+        """
+        iy, ry, wy, ix, rx, wx = geometry
+        n, c, h, w = feat.shape
+        H, W = out_size
+        weight, bias = self._lift_weights()
+        hidden = weight.shape[0]
+        last = self.project[2]
+        lr_image = self._lr_image(feat, skip, bias=True)
+        exact = lr_image.dtype
+        row_term, col_term = self._coordinate_terms(
+            geometry, cell, weight, bias, slice(None), slice(None)
+        )
+        with torch.autocast(feat.device.type, enabled=False):
+            col_term = col_term.to(exact).view(1, W, hidden)
+            row_term = row_term.to(exact).unsqueeze(1)  # (H, 1, hidden)
+            x_weight = wx[1].to(exact).view(1, W, 1)
+            y_weight = wy[1].to(exact).view(H, 1)
+            project_weight = last.weight.to(exact)  # (3, hidden)
+        stride = c + 2  # the lift's input per neighbour: 2 relative coordinates, c features
+        blocks = torch.stack([weight[:, k * stride + 2 : k * stride + 2 + c] for k in range(4)])
+        feat_last = feat.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        low = torch.get_autocast_dtype(feat.device.type)
+        if torch.is_autocast_enabled(feat.device.type) and low in (torch.bfloat16, torch.float16):
+            feat_last, blocks = feat_last.to(low), blocks.to(low)  # the autocast matmul, by hand
+        else:
+            blocks = blocks.to(feat_last.dtype)
+        blocks = blocks.transpose(1, 2)  # (4, c, hidden)
+        with torch.autocast(feat.device.type, enabled=False):
+            out = F.interpolate(lr_image, size=(H, W), mode="bilinear", align_corners=False)
+
+        # bands: LR rows [lo, lo + q) give the target rows whose upper neighbour is among them
+        rows = max(1, min(self.band_pixels, max_queries or self.band_pixels) // W)
+        q = max(1, round(rows * h / H))
+        iy0, iy1 = iy[0].tolist(), iy[1].tolist()
+        bands, r0 = [], 0
+        while r0 < H:
+            r1 = r0 + 1
+            while r1 < H and iy0[r1] < iy0[r0] + q and r1 - r0 < max(rows, 1) * 4:
+                r1 += 1
+            bands.append((r0, r1, iy0[r0], iy1[r1 - 1]))
+            r0 = r1
+        most = max(hi - lo + 1 for _, _, lo, hi in bands)
+        longest = max(r1 - r0 for r0, r1, _, _ in bands)
+        new = lambda *shape: torch.empty(shape, dtype=exact, device=feat.device)  # noqa: E731
+        neighbour = new(4, h * w, hidden)  # P_ab, (a, b) = (0, 0), (0, 1), (1, 0), (1, 1)
+        projected = neighbour
+        if blocks.dtype != exact:
+            projected = torch.empty_like(neighbour, dtype=blocks.dtype)
+        gathered = [new(most * W, hidden) for _ in range(2)]
+        blended = [new(most * W, hidden) for _ in range(2)]
+        top, bottom = new(longest, W * hidden), new(longest, W * hidden)
+
+        for f in range(n):
+            torch.matmul(feat_last[f], blocks, out=projected)
+            if projected is not neighbour:  # bfloat16 projections, blended in float32
+                neighbour.copy_(projected)
+            for r0, r1, lo, hi in bands:
+                m, k = hi - lo + 1, r1 - r0
+                lr_rows = torch.arange(lo * w, (hi + 1) * w, w, device=feat.device).view(m, 1)
+                for a in (0, 1):
+                    pair = [
+                        torch.index_select(
+                            neighbour[2 * a + b],
+                            0,
+                            (lr_rows + ix[b]).view(-1),
+                            out=gathered[b][: m * W],
+                        ).view(m, W, hidden)
+                        for b in (0, 1)
+                    ]
+                    x = torch.lerp(*pair, x_weight, out=blended[a][: m * W].view(m, W, hidden))
+                    x.add_(col_term)
+                upper = torch.index_select(
+                    blended[0][: m * W].view(m, W * hidden), 0, iy[0, r0:r1] - lo, out=top[:k]
+                )
+                lower = torch.index_select(
+                    blended[1][: m * W].view(m, W * hidden), 0, iy[1, r0:r1] - lo, out=bottom[:k]
+                )
+                mixed = torch.lerp(upper, lower, y_weight[r0:r1], out=upper).view(k, W, hidden)
+                lifted = mixed.add_(row_term[r0:r1])
+                torch.ops.aten.gelu_(lifted, approximate=self.project[1].approximate)
+                rgb = out[f, :, r0:r1].view(3, k * W)  # (3, k W) view of the NCHW output
+                rgb.addmm_(project_weight, lifted.view(k * W, hidden).T)
+        return out
 
     def _lift_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight, bias) of the linear map applied to the local-ensemble input of a pixel.
@@ -182,7 +314,18 @@ class ContinuousDecoder(nn.Module):
         with torch.autocast(first.weight.device.type, enabled=False):
             return first.weight @ self.lift.weight, first.weight @ self.lift.bias + first.bias
 
-    def _decode_points(self, feat, out_size, geometry, cell, pixels: torch.Tensor) -> torch.Tensor:
+    def _lr_image(self, feat: torch.Tensor, skip: torch.Tensor | None, bias: bool) -> torch.Tensor:
+        """The LR image that is added bilinearly upsampled: RGB shortcut (+ skip) (+ the last
+        layer's bias, for the inference path), full precision: (N, 3, h, w)."""
+        image = full_precision(self.shortcut(feat))
+        with torch.autocast(feat.device.type, enabled=False):
+            if skip is not None:
+                image = image + full_precision(skip)
+            if bias:
+                image = image + self.project[2].bias.to(image.dtype).view(1, -1, 1, 1)
+        return image
+
+    def _decode_points(self, feat, out_size, geometry, cell, pixels, skip=None) -> torch.Tensor:
         """Decode the target pixels ``pixels`` (N, Q) only: (N, 3, Q).
 
         Builds the local-ensemble input ``[ry_a, rx_b, w_ab f_ab for the 4 neighbours, cell]`` of
@@ -208,7 +351,7 @@ class ContinuousDecoder(nn.Module):
         parts.append(cell.view(1, 2, 1).expand(n, -1, pixels.shape[1]))
         lift_input = torch.cat([p.to(feat.dtype) for p in parts], dim=1).transpose(1, 2)
         out = self._to_rgb(self.lift(lift_input)).transpose(1, 2)  # (N, 3, Q)
-        return out + sample_at_pixels(full_precision(self.shortcut(feat)), out_size, pixels)
+        return out + sample_at_pixels(self._lr_image(feat, skip, bias=False), out_size, pixels)
 
     def _to_rgb(self, x: torch.Tensor, lifted_by_first_layer: bool = False) -> torch.Tensor:
         """Pointwise projection (..., hidden) -> (..., 3); ``lifted_by_first_layer``: ``x`` already
@@ -217,6 +360,27 @@ class ContinuousDecoder(nn.Module):
         hidden = self.project[1](x if lifted_by_first_layer else self.project[0](x))
         with torch.autocast(x.device.type, enabled=False):
             return self.project[2](full_precision(hidden))
+
+    @staticmethod
+    def _coordinate_terms(geometry, cell, weight, bias, rows: slice, cols: slice):
+        """The parts of the lift that do not depend on the features: (row term (th, out), column
+        term (tw, out)), in the coordinates' precision. The relative coordinates of neighbour
+        (a, b) are (ry_a, rx_b), so the row term gathers the y-coordinate columns of the weight
+        and the column term the x-coordinate columns, the cell size and the bias."""
+        iy, ry, wy, ix, rx, wx = geometry
+        c = (weight.shape[1] - 2) // 4 - 2
+        exact = ry.dtype
+        with torch.autocast(weight.device.type, enabled=False):
+            row_term = sum(
+                ry[a, rows].unsqueeze(-1) * (weight[:, s] + weight[:, s + c + 2])
+                for a, s in ((0, 0), (1, 2 * (c + 2)))
+            ).to(exact)
+            col_term = sum(
+                rx[b, cols].unsqueeze(-1) * (weight[:, s + 1] + weight[:, s + 2 * (c + 2) + 1])
+                for b, s in ((0, 0), (1, c + 2))
+            )
+            col_term = (col_term + weight[:, -2:] @ cell.to(weight.dtype) + bias).to(exact)
+        return row_term, col_term
 
     def _lift(self, feat_last, geometry, cell, weight, bias, rows: slice, cols: slice):
         """Lifted local-ensemble input of a tile of target pixels: (g, th, tw, out).
@@ -233,17 +397,7 @@ class ContinuousDecoder(nn.Module):
         row_idx, col_idx = iy[:, rows], ix[:, cols]
         top, left = int(row_idx.min()), int(col_idx.min())
         slab = feat_last[:, top : int(row_idx.max()) + 1, left : int(col_idx.max()) + 1]
-        exact = ry.dtype
-        with torch.autocast(weight.device.type, enabled=False):
-            row_term = sum(
-                ry[a, rows].unsqueeze(-1) * (weight[:, s] + weight[:, s + c + 2])
-                for a, s in ((0, 0), (1, 2 * (c + 2)))
-            ).to(exact)
-            col_term = sum(
-                rx[b, cols].unsqueeze(-1) * (weight[:, s + 1] + weight[:, s + 2 * (c + 2) + 1])
-                for b, s in ((0, 0), (1, c + 2))
-            )
-            col_term = (col_term + weight[:, -2:] @ cell.to(weight.dtype) + bias).to(exact)
+        row_term, col_term = self._coordinate_terms(geometry, cell, weight, bias, rows, cols)
         blended_rows = []
         for a in (0, 1):
             neighbours = []
@@ -282,6 +436,10 @@ def sample_at_pixels(image: torch.Tensor, out_size: tuple[int, int], pixels: tor
             image, grid, mode="bilinear", padding_mode="border", align_corners=False
         )
     return sampled.squeeze(2)
+
+
+def _needs_grad(module: nn.Module, x: torch.Tensor) -> bool:
+    return x.requires_grad or any(p.requires_grad for p in module.parameters())
 
 
 def _tiling(n: int, H: int, W: int, max_queries: int | None) -> tuple[int, int, int]:

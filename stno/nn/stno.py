@@ -13,7 +13,7 @@ from torch import nn
 from stno.errors import ConfigError
 from stno.ops.warping import full_precision
 
-from .decoder import ContinuousDecoder, sample_at_pixels
+from .decoder import ContinuousDecoder
 from .motion import MotionEstimator
 from .propagation import BidirectionalPropagation
 
@@ -202,6 +202,10 @@ class STNO(nn.Module):
             motion.flow_10_per_t,
         )
         flat_pixels = None if pixels is None else rearrange(pixels, "b o q -> (b o) q")
+        # the LR frames of every output time, added bilinearly upsampled (image_residual)
+        lr = None
+        if self.image_residual:
+            lr = full_precision(self._interleave(frames, motion.frames[..., :h, :w]))
         if self.reflect_padding and (ph or pw):
             if flat_pixels is not None:
                 raise ConfigError("sampled-query decoding is not available with reflect_padding")
@@ -209,16 +213,14 @@ class STNO(nn.Module):
             feats = rearrange(feats, "b o c y x -> (b o) c y x")
             size = (round(H / h * (h + ph)), round(W / w * (w + pw)))
             out = self.decoder(feats, size, max_queries or self.max_queries)[..., :H, :W]
+            out = full_precision(out)
+            if lr is not None:
+                out.add_(F.interpolate(lr, size=(H, W), mode="bilinear", align_corners=False))
         else:
             feats = rearrange(feats[..., :h, :w], "b o c y x -> (b o) c y x")
-            out = self.decoder(feats, (H, W), max_queries or self.max_queries, flat_pixels)
-        out = full_precision(out)
-        if self.image_residual:
-            lr = full_precision(self._interleave(frames, motion.frames[..., :h, :w]))
-            if flat_pixels is None:
-                out.add_(F.interpolate(lr, size=(H, W), mode="bilinear", align_corners=False))
-            else:
-                out = out + sample_at_pixels(lr, (H, W), flat_pixels)
+            # the decoder adds the residual's upsampling to its shortcut's (one pass, not two)
+            out = self.decoder(feats, (H, W), max_queries or self.max_queries, flat_pixels, skip=lr)
+            out = full_precision(out)
         return rearrange(out, "(b o) c ... -> b o c ...", b=b)
 
     @staticmethod
