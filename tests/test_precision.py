@@ -71,3 +71,49 @@ def test_explicit_precision_is_kept():
     assert resolve_precision("bf16", torch.device("cpu"), cpu_flags=set())[0] == "bf16"
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("half", torch.device("cpu"))
+
+
+def _conv_dtypes(net, run) -> set[torch.dtype]:
+    """dtypes of every convolution output while ``run()`` runs."""
+    seen = set()
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
+        for module in net.modules()
+        if isinstance(module, torch.nn.Conv2d)
+    ]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def test_the_callers_autocast_is_kept_unless_a_precision_is_asked(net):
+    """Lightning's `trainer.precision=bf16-mixed` is an autocast around the training step: the
+    network must run inside it in bf16, not switch it off (it did, silently training in fp32)."""
+    frames = torch.rand(1, 3, 3, 24, 40)
+
+    def call(precision):
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+            return net(frames, [0.5], (48, 80), precision=precision)
+
+    assert _conv_dtypes(net, lambda: call(None)) == {torch.bfloat16}
+    assert _conv_dtypes(net, lambda: call("fp32")) == {torch.float32}
+    assert _conv_dtypes(net, lambda: net(frames, [0.5], (48, 80))) == {torch.float32}
+
+
+def test_bf16_mixed_training_runs_the_network_in_bf16(train_config):
+    """A real Lightning training step with trainer.precision=bf16-mixed on CPU."""
+    import hydra
+
+    from stno.lit.run import instantiate_model
+
+    cfg = train_config(["trainer.precision=bf16-mixed", "trainer.max_steps=1"])
+    model = instantiate_model(cfg.model, hydra.utils.instantiate)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=[], logger=False, enable_checkpointing=False, limit_val_batches=0
+    )
+    seen = _conv_dtypes(model.net, lambda: trainer.fit(model, datamodule=datamodule))
+    assert torch.bfloat16 in seen

@@ -157,23 +157,28 @@ class STNO(nn.Module):
         out_size: tuple[int, int],
         max_queries: int | None = None,
         pixels: torch.Tensor | None = None,
-        precision: str = "fp32",
+        precision: str | None = None,
     ) -> torch.Tensor:
         """See the class docstring. ``pixels`` (B, O, Q) flat target indices ``y * W + x`` decode
         only those pixels of each output frame (sampled-query training): returns (B, O, 3, Q).
         ``precision``: ``"fp32"``, or ``"bf16"`` (matrix products and convolutions in bfloat16
-        through autocast; flows, warping grids and the final image stay float32).
+        through autocast; flows, warping grids and the final image stay float32), or None: the
+        caller's autocast state as it is (Lightning's ``trainer.precision=bf16-mixed`` trains in
+        bf16 this way; without an autocast context that is float32).
 
         Outputs are clamped to [0, 1] in eval mode only (and unless ``clamp_output=False``): in
         training, pixels predicted outside the range keep their gradient.
         """
         times, (H, W) = check_video_call(frames, times, out_size)
-        if precision not in PRECISIONS:
-            raise ConfigError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
-            )
-        with torch.autocast(frames.device.type, torch.bfloat16, enabled=precision == "bf16"):
+        if precision is None:
             out = self._run(frames, times, (H, W), max_queries, pixels)
+        elif precision in PRECISIONS:
+            with torch.autocast(frames.device.type, torch.bfloat16, enabled=precision == "bf16"):
+                out = self._run(frames, times, (H, W), max_queries, pixels)
+        else:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)} or None, got {precision!r}"
+            )
         if self.clamp_output and not self.training:
             out = out.clamp_(0, 1)  # in place: no extra full-size copy of every output frame
         return out
