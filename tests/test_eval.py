@@ -479,7 +479,7 @@ def test_stno_eval_on_a_real_stno_train_checkpoint(tmp_path, vid4_like_root):
     """A short real `stno-train` run, then `stno-eval` on its last.ckpt (subprocesses)."""
     run_dir = tmp_path / "train"
     env_overrides = [
-        "preset=stno_tiny",
+        "model=stno_tiny",
         "debug=limit",
         "logger=csv",
         f"hydra.run.dir={run_dir}",

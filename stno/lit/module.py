@@ -141,13 +141,12 @@ class STNOLitModule(pl.LightningModule):
         # Global step of the latest finished validation (lets stno-train skip a repeat at the end).
         self.last_validated_step: int | None = None
 
-    def validated_step(self) -> int | None:
-        """Global step of the latest finished validation, or None: the module's own record, or
-        the one spawned DDP workers sent back in ``trainer.callback_metrics``."""
-        step = self.trainer.callback_metrics.get(VALIDATED_STEP) if self._trainer else None
-        if step is not None:
-            return int(step)
-        return self.last_validated_step
+    def validated_step(self, trainer: pl.Trainer) -> int | None:
+        """Global step of the latest finished validation under ``trainer``, or None: the record
+        in ``trainer.callback_metrics`` (which spawned DDP workers send back to the main
+        process), else the module's own."""
+        step = trainer.callback_metrics.get(VALIDATED_STEP)
+        return int(step) if step is not None else self.last_validated_step
 
     @property
     def has_trainable_parameters(self) -> bool:

@@ -208,7 +208,7 @@ def train(cfg: DictConfig, instantiate: Instantiate, job: Job | None = None) -> 
                         f"Warning: {last.name} holds step {saved_step}, training ended at step {final_step}"
                     )
 
-    validated_step = model.validated_step()
+    validated_step = model.validated_step(trainer)
     if (
         trained
         and validated_step is not None
