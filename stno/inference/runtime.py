@@ -75,7 +75,8 @@ class WithPrecision(torch.nn.Module):
     """A network whose calls run at a fixed ``precision`` (what the entry points hand around).
 
     ``WithPrecision(net, "bf16")(frames, times, out_size, max_queries)`` is
-    ``net(frames, times, out_size, max_queries=max_queries, precision="bf16")``.
+    ``net(frames, times, out_size, max_queries=max_queries, precision="bf16")``, and ``stream``
+    likewise.
     """
 
     def __init__(self, net: torch.nn.Module, precision: str) -> None:
@@ -87,8 +88,21 @@ class WithPrecision(torch.nn.Module):
         self.net = net
         self.precision = precision
 
-    def forward(self, frames, times, out_size, max_queries=None):
-        return self.net(frames, times, out_size, max_queries=max_queries, precision=self.precision)
+    def forward(self, frames, times, out_size, max_queries=None, outputs=None):
+        return self.net(
+            frames,
+            times,
+            out_size,
+            max_queries=max_queries,
+            precision=self.precision,
+            outputs=outputs,
+        )
+
+    def stream(self, frames, times, out_size, max_queries=None, outputs=None):
+        """The network's ``stream`` (output frames one at a time) at this precision."""
+        return self.net.stream(
+            frames, times, out_size, max_queries=max_queries, precision=self.precision, outputs=outputs
+        )
 
 
 def at_precision(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,23 @@ def _check_output(output: Path, input_path: Path, overwrite: bool = False) -> st
     return kind
 
 
+def window_outputs(
+    net: nn.Module, clip: torch.Tensor, times: list[float], out_size, outputs: slice, max_queries
+) -> Iterator[torch.Tensor]:
+    """The output frames ``outputs`` of one window (1, T, 3, h, w), one (1, 3, H, W) at a time.
+
+    A network with a ``stream`` method (STNO) computes only those frames and decodes one at a
+    time; any other video model is called whole and its outputs sliced.
+    """
+    stream = getattr(net, "stream", None)
+    if stream is not None:
+        yield from stream(clip, times, out_size, max_queries=max_queries, outputs=outputs)
+        return
+    out = net(clip, times, out_size, max_queries=max_queries)
+    for k in range(len(range(out.shape[1])[outputs])):
+        yield out[:, outputs][:, k]
+
+
 def _is_frame_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
 
@@ -231,17 +248,16 @@ def upscale_video(
                 raise DataError(
                     f"frame size changes inside {input_path}: {tuple(clip.shape[-2:])} vs {height}x{width}"
                 )
-            out = net(clip.unsqueeze(0).to(device), times, (out_h, out_w), max_queries=max_queries)[
-                0
-            ]
             begin = (plan.own_from - plan.first) * time_scale
             end = (plan.own_to - plan.first) * time_scale + (1 if plan.is_last else 0)
-            emitted = out[begin:end].float().cpu()
-            sink.write(emitted)
-            written += emitted.shape[0]
+            for frame in window_outputs(
+                net, clip.unsqueeze(0).to(device), times, (out_h, out_w), slice(begin, end), max_queries
+            ):
+                sink.write(frame.float().cpu())
+                written += frame.shape[0]
+                if bar is not None:
+                    bar.update(frame.shape[0])
             input_count = plan.last + 1
-            if bar is not None:
-                bar.update(emitted.shape[0])
         expected = (input_count - 1) * time_scale + 1
         if written != expected:  # a broken invariant must never produce a silently wrong video
             raise RuntimeError(f"wrote {written} frames, expected {expected}")

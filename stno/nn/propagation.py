@@ -82,8 +82,9 @@ class BidirectionalPropagation(nn.Module):
         flow_t1,
         flow_01_per_t=None,
         flow_10_per_t=None,
+        outputs: range | None = None,
     ) -> torch.Tensor:
-        """Features for every output frame, in time order.
+        """Features for every output frame (or those in ``outputs``), in time order.
 
         Args:
             frames: (B, T, 3, h, w) input LR frames in [0, 1].
@@ -93,40 +94,75 @@ class BidirectionalPropagation(nn.Module):
             flow_01_per_t, flow_10_per_t: None, or (n, B*(T-1), 2, h, w) 0<->1 flows of each
                 timestamp: the recurrence over the inputs then runs again for every timestamp
                 whose flows differ from ``flow_01, flow_10`` (which give the inputs' features).
+            outputs: indices into the time-ordered outputs (input 0, its n timestamps, input 1,
+                ...) to return; None: all. The recurrence over the inputs always runs whole (it
+                is the temporal context); synthesised frames outside ``outputs`` are skipped.
         Returns:
-            (B, T + (T-1)*n, channels, h, w): input 0, its n timestamps, input 1, ...
+            (B, len(outputs), channels, h, w); all: (B, T + (T-1)*n, channels, h, w).
         """
         b, t = frames.shape[:2]
         n = synth.shape[0]
+        outputs = range(t + (t - 1) * n) if outputs is None else outputs
         backward_states, forward_states = self._recurrence(frames, flow_01, flow_10)
-        if n == 0:
-            return torch.stack(forward_states, dim=1)
-
-        if flow_01_per_t is None:
-            fwd = self._synthesised(
-                frames, synth, flow_t0, flow_t1, backward_states, forward_states
+        # the pairs whose synthesised frames are asked for: [first, end)
+        pairs = [o // (n + 1) for o in outputs if o % (n + 1)]
+        fwd, first = None, 0
+        if pairs:
+            first, end = min(pairs), max(pairs) + 1
+            fwd = self._synthesised_pairs(
+                frames,
+                synth,
+                flow_t0,
+                flow_t1,
+                flow_01,
+                flow_10,
+                flow_01_per_t,
+                flow_10_per_t,
+                (backward_states, forward_states),
+                slice(first, end),
             )
-        else:
-            per_t = []
-            for j in range(n):
-                states = (backward_states, forward_states)
-                if not (
-                    torch.equal(flow_01_per_t[j], flow_01)
-                    and torch.equal(flow_10_per_t[j], flow_10)
-                ):
-                    states = self._recurrence(frames, flow_01_per_t[j], flow_10_per_t[j])
-                step = slice(j, j + 1)
-                per_t.append(
-                    self._synthesised(frames, synth[step], flow_t0[step], flow_t1[step], *states)
-                )
-            fwd = torch.cat(per_t, dim=2)
-
         out = []
-        for i in range(t):
-            out.append(forward_states[i].unsqueeze(1))
-            if i < t - 1:
-                out.append(fwd[:, i])
-        return torch.cat(out, dim=1)
+        for o in outputs:
+            i, j = divmod(o, n + 1)
+            out.append(forward_states[i] if j == 0 else fwd[:, i - first, j - 1])
+        return torch.stack(out, dim=1)
+
+    def _synthesised_pairs(
+        self,
+        frames,
+        synth,
+        flow_t0,
+        flow_t1,
+        flow_01,
+        flow_10,
+        flow_01_per_t,
+        flow_10_per_t,
+        states,
+        pairs: slice,
+    ) -> torch.Tensor:
+        """Features of the synthesised frames of ``pairs``: (B, pairs, n, channels, h, w)."""
+        b = frames.shape[0]
+        n = synth.shape[0]
+
+        def pick(x):  # (n, B*(T-1), ...) -> (n, B*pairs, ...)
+            x = rearrange(x, "n (b p) ... -> n b p ...", b=b)[:, :, pairs]
+            return rearrange(x, "n b p ... -> n (b p) ...")
+
+        synth, flow_t0, flow_t1 = pick(synth), pick(flow_t0), pick(flow_t1)
+        if flow_01_per_t is None:
+            return self._synthesised(frames, synth, flow_t0, flow_t1, *states, pairs)
+        per_t = []
+        for j in range(n):
+            step_states = states
+            if not (torch.equal(flow_01_per_t[j], flow_01) and torch.equal(flow_10_per_t[j], flow_10)):
+                step_states = self._recurrence(frames, flow_01_per_t[j], flow_10_per_t[j])
+            step = slice(j, j + 1)
+            per_t.append(
+                self._synthesised(
+                    frames, synth[step], flow_t0[step], flow_t1[step], *step_states, pairs
+                )
+            )
+        return torch.cat(per_t, dim=2)
 
     def _recurrence(self, frames, flow_01, flow_10):
         """Backward then forward pass over the inputs: two lists of T states (B, channels, h, w)."""
@@ -152,15 +188,18 @@ class BidirectionalPropagation(nn.Module):
             forward_states[i] = state
         return backward_states, forward_states
 
-    def _synthesised(self, frames, synth, flow_t0, flow_t1, backward_states, forward_states):
-        """Features of the synthesised frames: (B, T-1, n, channels, h, w)."""
-        b, t = frames.shape[:2]
+    def _synthesised(
+        self, frames, synth, flow_t0, flow_t1, backward_states, forward_states, pairs: slice
+    ):
+        """Features of the synthesised frames of ``pairs`` (``synth`` and the flows hold those
+        pairs only): (B, pairs, n, channels, h, w)."""
+        b = frames.shape[0]
         n = synth.shape[0]
         # synthesised frames: every pair and timestamp in one batch, (n, b, p) flattened
         synth_flat = rearrange(synth, "n m c y x -> (n m) c y x")
 
         def neighbour(states, offset):  # states of inputs i+offset for every pair, per timestamp
-            stack = torch.stack(states[offset : offset + t - 1], dim=1)  # (b, p, c, h, w)
+            stack = torch.stack(states[pairs.start + offset : pairs.stop + offset], dim=1)
             return rearrange(stack, "b p c y x -> (b p) c y x").repeat(n, 1, 1, 1)
 
         flat = "n m c y x -> (n m) c y x"

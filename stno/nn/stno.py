@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +19,7 @@ from .decoder import ContinuousDecoder
 from .motion import MotionEstimator
 from .propagation import BidirectionalPropagation
 
-__all__ = ["STNO", "check_video_call", "PRECISIONS"]
+__all__ = ["STNO", "check_video_call", "output_range", "PRECISIONS"]
 
 # Arithmetic of a forward pass: float32, or bfloat16 autocast (see STNO.forward).
 PRECISIONS = ("fp32", "bf16")
@@ -158,6 +160,7 @@ class STNO(nn.Module):
         max_queries: int | None = None,
         pixels: torch.Tensor | None = None,
         precision: str | None = None,
+        outputs: slice | range | None = None,
     ) -> torch.Tensor:
         """See the class docstring. ``pixels`` (B, O, Q) flat target indices ``y * W + x`` decode
         only those pixels of each output frame (sampled-query training): returns (B, O, 3, Q).
@@ -165,26 +168,63 @@ class STNO(nn.Module):
         through autocast; flows, warping grids and the final image stay float32), or None: the
         caller's autocast state as it is (Lightning's ``trainer.precision=bf16-mixed`` trains in
         bf16 this way; without an autocast context that is float32).
+        ``outputs``: a slice of the time-ordered output frames to compute (None: all). The inputs
+        still all give temporal context; the other output frames are neither propagated nor
+        decoded, and the result holds those of ``outputs`` only (the same values).
 
         Outputs are clamped to [0, 1] in eval mode only (and unless ``clamp_output=False``): in
         training, pixels predicted outside the range keep their gradient.
         """
-        times, (H, W) = check_video_call(frames, times, out_size)
+        times, size = check_video_call(frames, times, out_size)
+        selected = output_range(frames.shape[1], len(times), outputs)
+        with self._arithmetic(frames, precision):
+            latent = self._encode(frames, times, selected)
+            out = self._decode(latent, size, max_queries, pixels)
+        return self._finish(out)
+
+    def stream(
+        self,
+        frames: torch.Tensor,
+        times: Sequence[float],
+        out_size: tuple[int, int],
+        max_queries: int | None = None,
+        precision: str | None = None,
+        outputs: slice | range | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """The output frames of :meth:`forward`, one (B, 3, H, W) at a time.
+
+        The features are computed once; each output frame is decoded when it is asked for, so
+        only one full-size frame is held at a time whatever the number of timestamps (what
+        ``stno-infer`` uses).
+        """
+        times, size = check_video_call(frames, times, out_size)
+        selected = output_range(frames.shape[1], len(times), outputs)
+        with self._arithmetic(frames, precision):
+            latent = self._encode(frames, times, selected)
+        for k in range(len(selected)):
+            # autocast is entered per step: a generator must not leave it on between yields
+            with self._arithmetic(frames, precision):
+                out = self._decode(latent.select(k), size, max_queries, None)
+            yield self._finish(out)[:, 0]
+
+    @staticmethod
+    def _arithmetic(frames: torch.Tensor, precision: str | None):
+        """The autocast context of ``precision`` (None: the caller's, unchanged)."""
         if precision is None:
-            out = self._run(frames, times, (H, W), max_queries, pixels)
-        elif precision in PRECISIONS:
-            with torch.autocast(frames.device.type, torch.bfloat16, enabled=precision == "bf16"):
-                out = self._run(frames, times, (H, W), max_queries, pixels)
-        else:
+            return contextlib.nullcontext()
+        if precision not in PRECISIONS:
             raise ConfigError(
                 f"precision must be one of {', '.join(PRECISIONS)} or None, got {precision!r}"
             )
+        return torch.autocast(frames.device.type, torch.bfloat16, enabled=precision == "bf16")
+
+    def _finish(self, out: torch.Tensor) -> torch.Tensor:
         if self.clamp_output and not self.training:
             out = out.clamp_(0, 1)  # in place: no extra full-size copy of every output frame
         return out
 
-    def _run(self, frames, times, out_size, max_queries, pixels) -> torch.Tensor:
-        H, W = out_size
+    def _encode(self, frames: torch.Tensor, times: list[float], selected: range) -> _Latent:
+        """Motion and propagation: the LR features of the ``selected`` output frames."""
         b, t, _, h, w = frames.shape
         # the pyramid halves three times: pad to a multiple of 8, crop the features back
         ph, pw = (-h) % 8, (-w) % 8
@@ -205,37 +245,86 @@ class STNO(nn.Module):
             motion.flow_t1,
             motion.flow_01_per_t,
             motion.flow_10_per_t,
+            outputs=selected,
         )
-        flat_pixels = None if pixels is None else rearrange(pixels, "b o q -> (b o) q")
         # the LR frames of every output time, added bilinearly upsampled (image_residual)
         lr = None
         if self.image_residual:
-            lr = full_precision(self._interleave(frames, motion.frames[..., :h, :w]))
-        if self.reflect_padding and (ph or pw):
+            lr = full_precision(self._interleave(frames, motion.frames[..., :h, :w], selected))
+        cropped = self.reflect_padding and (ph or pw)
+        if not cropped:
+            feats = feats[..., :h, :w]
+        return _Latent(feats, lr, (h, w), bool(cropped))
+
+    def _decode(self, latent: _Latent, out_size, max_queries, pixels) -> torch.Tensor:
+        """The continuous decoder over the latent's frames: (B, O, 3, H, W) (or (B, O, 3, Q))."""
+        H, W = out_size
+        h, w = latent.size
+        b = latent.feats.shape[0]
+        feats = rearrange(latent.feats, "b o c y x -> (b o) c y x")
+        lr = None if latent.lr is None else rearrange(latent.lr, "b o c y x -> (b o) c y x")
+        flat_pixels = None if pixels is None else rearrange(pixels, "b o q -> (b o) q")
+        max_queries = max_queries or self.max_queries
+        if latent.padded:
             if flat_pixels is not None:
                 raise ConfigError("sampled-query decoding is not available with reflect_padding")
             # decode the padded map at the padded target size, then crop: the reference's scripts
-            feats = rearrange(feats, "b o c y x -> (b o) c y x")
+            ph, pw = feats.shape[-2] - h, feats.shape[-1] - w
             size = (round(H / h * (h + ph)), round(W / w * (w + pw)))
-            out = self.decoder(feats, size, max_queries or self.max_queries)[..., :H, :W]
-            out = full_precision(out)
+            out = full_precision(self.decoder(feats, size, max_queries)[..., :H, :W])
             if lr is not None:
                 out.add_(F.interpolate(lr, size=(H, W), mode="bilinear", align_corners=False))
         else:
-            feats = rearrange(feats[..., :h, :w], "b o c y x -> (b o) c y x")
             # the decoder adds the residual's upsampling to its shortcut's (one pass, not two)
-            out = self.decoder(feats, (H, W), max_queries or self.max_queries, flat_pixels, skip=lr)
+            out = self.decoder(feats, (H, W), max_queries, flat_pixels, skip=lr)
             out = full_precision(out)
         return rearrange(out, "(b o) c ... -> b o c ...", b=b)
 
     @staticmethod
-    def _interleave(frames: torch.Tensor, synth: torch.Tensor) -> torch.Tensor:
-        """Inputs (B, T, 3, h, w) and synthesised (n, B*(T-1), 3, h, w) -> time-ordered (B*O, 3, h, w)."""
-        b, t = frames.shape[:2]
+    def _interleave(frames: torch.Tensor, synth: torch.Tensor, selected: range) -> torch.Tensor:
+        """Inputs (B, T, 3, h, w) and synthesised (n, B*(T-1), 3, h, w) -> the ``selected``
+        frames of the time-ordered sequence, (B, len(selected), 3, h, w)."""
+        b = frames.shape[0]
+        n = synth.shape[0]
         synth = rearrange(synth, "n (b p) c y x -> b p n c y x", b=b)
         seq = []
-        for i in range(t):
-            seq.append(frames[:, i : i + 1])
-            if i < t - 1:
-                seq.append(synth[:, i])
-        return rearrange(torch.cat(seq, dim=1), "b o c y x -> (b o) c y x")
+        for o in selected:
+            i, j = divmod(o, n + 1)
+            seq.append(frames[:, i] if j == 0 else synth[:, i, j - 1])
+        return torch.stack(seq, dim=1)
+
+
+@dataclass
+class _Latent:
+    """What the decoder needs of a clip: the LR features of the output frames (B, O, c, h', w')
+    (h', w' = the input size, or the padded size with ``reflect_padding``), their LR images for
+    the image residual (B, O, 3, h, w) or None, and the input size (h, w)."""
+
+    feats: torch.Tensor
+    lr: torch.Tensor | None
+    size: tuple[int, int]
+    padded: bool
+
+    def select(self, k: int) -> _Latent:
+        """The latent of output frame ``k`` alone."""
+        lr = None if self.lr is None else self.lr[:, k : k + 1]
+        return _Latent(self.feats[:, k : k + 1], lr, self.size, self.padded)
+
+
+def output_range(num_inputs: int, num_times: int, outputs: slice | range | None) -> range:
+    """The indices of the time-ordered output frames that ``outputs`` selects (None: all).
+
+    Raises ConfigError for an empty selection or a step other than 1."""
+    total = num_inputs + (num_inputs - 1) * num_times
+    if outputs is None:
+        return range(total)
+    if isinstance(outputs, range):
+        outputs = slice(outputs.start, outputs.stop, outputs.step)
+    if not isinstance(outputs, slice):
+        raise ConfigError(f"outputs must be a slice or range of output frames, got {outputs!r}")
+    selected = range(total)[outputs]
+    if selected.step != 1 or len(selected) == 0:
+        raise ConfigError(
+            f"outputs {outputs} selects no consecutive output frames of the {total} there are"
+        )
+    return selected
