@@ -28,6 +28,7 @@ from stno.errors import ConfigError
 from stno.ops.warping import full_precision, pixel_centers
 
 from .attention import GalerkinAttention
+from .native import decode_frame, decode_kernel
 
 __all__ = ["ContinuousDecoder", "TargetGridGalerkinBlock", "sample_at_pixels"]
 
@@ -247,6 +248,17 @@ class ContinuousDecoder(nn.Module):
         with torch.autocast(feat.device.type, enabled=False):
             out = F.interpolate(lr_image, size=(H, W), mode="bilinear", align_corners=False)
 
+        if self._native_pass(feat, exact):
+            # the same per-pixel map in compiled C, nothing materialised (stno/nn/native.py)
+            projected = torch.empty(4, hidden, h * w, dtype=blocks.dtype, device=feat.device)
+            channels_first = blocks.transpose(1, 2)  # (4, hidden, c)
+            geo = (iy, y_weight.view(H), ix, x_weight.view(W), w)
+            terms = (row_term.view(H, hidden), col_term.view(W, hidden).T, project_weight)
+            for f in range(n):
+                torch.matmul(channels_first, feat_last[f].T, out=projected)
+                decode_frame(decode_kernel(), projected, geo, *terms, out[f])
+            return out
+
         # bands: LR rows [lo, lo + q) give the target rows whose upper neighbour is among them
         rows = max(1, min(self.band_pixels, max_queries or self.band_pixels) // W)
         q = max(1, round(rows * h / H))
@@ -300,6 +312,19 @@ class ContinuousDecoder(nn.Module):
                 rgb = out[f, :, r0:r1].view(3, k * W)  # (3, k W) view of the NCHW output
                 rgb.addmm_(project_weight, lifted.view(k * W, hidden).T)
         return out
+
+    # Inference on CPU may use the compiled per-pixel pass (stno/nn/native.py) when it is
+    # available; False: always the torch band path.
+    native = True
+
+    def _native_pass(self, feat: torch.Tensor, exact: torch.dtype) -> bool:
+        return (
+            self.native
+            and feat.device.type == "cpu"
+            and exact == torch.float32
+            and self.project[1].approximate == "none"
+            and decode_kernel() is not None
+        )
 
     def _lift_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight, bias) of the linear map applied to the local-ensemble input of a pixel.

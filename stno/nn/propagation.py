@@ -66,6 +66,9 @@ class BidirectionalPropagation(nn.Module):
         num_blocks: residual blocks per direction (30 in the paper).
     """
 
+    # synthesised frames per trunk call without autograd (inference)
+    inference_batch = 2
+
     def __init__(self, channels: int = 64, num_blocks: int = 30):
         super().__init__()
         self.channels = channels
@@ -203,8 +206,18 @@ class BidirectionalPropagation(nn.Module):
             return rearrange(stack, "b p c y x -> (b p) c y x").repeat(n, 1, 1, 1)
 
         flat = "n m c y x -> (n m) c y x"
-        back = backward_warp(neighbour(backward_states, 1), rearrange(flow_t1, flat))
-        back = self.backward_trunk(torch.cat([synth_flat, back], 1))
-        fwd = backward_warp(neighbour(forward_states, 0), rearrange(flow_t0, flat))
-        fwd = self.forward_trunk(torch.cat([synth_flat, back, fwd], 1))
+        later, earlier = neighbour(backward_states, 1), neighbour(forward_states, 0)
+        flow_t1, flow_t0 = rearrange(flow_t1, flat), rearrange(flow_t0, flat)
+        # inference: a few frames per trunk call keep the activations in cache (measured on
+        # 2 cores at 320x180: 9 frames in one call cost 1.6x per frame what 2 at a time do)
+        total = synth_flat.shape[0]
+        step = total if torch.is_grad_enabled() else self.inference_batch
+        parts = []
+        for start in range(0, total, step):
+            part = slice(start, start + step)
+            back = backward_warp(later[part], flow_t1[part])
+            back = self.backward_trunk(torch.cat([synth_flat[part], back], 1))
+            fwd = backward_warp(earlier[part], flow_t0[part])
+            parts.append(self.forward_trunk(torch.cat([synth_flat[part], back, fwd], 1)))
+        fwd = parts[0] if len(parts) == 1 else torch.cat(parts)
         return rearrange(fwd, "(n b p) c y x -> b p n c y x", n=n, b=b)
