@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,10 @@ import pytest
 # No test may reach the network: W&B runs stay on disk.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# The decoder's compiled pass (stno/nn/native.py) is built into a scratch cache, not ~/.cache.
+os.environ.setdefault(
+    "STNO_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"stno-test-cache-{os.getuid()}")
+)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from stno.data import sample_video_path
 from stno.inference.runtime import load_model_from_config
 from stno.inference.upscale import upscale_video
+from stno.nn.native import native_status
 
 __all__ = ["infer_from_config"]
 
@@ -34,14 +35,16 @@ def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
         out_size=list(cfg.out_size) if cfg.out_size is not None else None,
         fps=cfg.fps,
         input_fps=cfg.input_fps,
-        window=int(cfg.window),
+        window=cfg.window,
         context=int(cfg.context),
         max_queries=cfg.max_queries,
         device=device,
         progress=bool(cfg.progress),
         # stdout: stderr stays for the progress bar, the summary and a one-line error
         on_start=lambda plan: print(
-            f"stno-infer: {model_name} on {device}, {precision_line}", flush=True
+            f"stno-infer: {model_name} on {device}, {precision_line}, window {plan['window']}"
+            + (f", decoder: {native_status()}" if _decodes_on_cpu(net, device) else ""),
+            flush=True,
         ),
         overwrite=bool(cfg.get("overwrite", False)),
         video_preset=str(cfg.get("video_preset", "veryfast")),
@@ -56,3 +59,8 @@ def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
         flush=True,
     )
     return summary
+
+
+def _decodes_on_cpu(net, device) -> bool:
+    """Whether the STNO decoder's CPU pass (compiled or torch, see stno.nn.native) runs."""
+    return hasattr(net, "stream") and device.type == "cpu"

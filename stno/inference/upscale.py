@@ -37,7 +37,13 @@ from stno.inference.pipeline import (
     open_sink,
     prefetch,
 )
-from stno.inference.windows import InferenceWindow, check_window, plan_windows, stream_windows
+from stno.inference.windows import (
+    InferenceWindow,
+    check_window,
+    plan_windows,
+    resolve_window,
+    stream_windows,
+)
 from stno.io.images import IMAGE_EXTENSIONS
 from stno.io.video import VIDEO_EXTENSIONS
 
@@ -166,7 +172,7 @@ def upscale_video(
     out_size=None,
     fps: float | None = None,
     input_fps: float | None = None,
-    window: int = 6,
+    window: int | str = "auto",
     context: int = 1,
     max_queries: int | None = 65536,
     device: str | torch.device = "cpu",
@@ -185,7 +191,8 @@ def upscale_video(
         time_scale: integer >= 1; output has ``(N - 1) * time_scale + 1`` frames.
         fps: output frames per second (default: input fps x time_scale).
         input_fps: frames per second of the input (frame folders: default 25).
-        window, context: inputs per network call and inputs of overlap context on each side.
+        window, context: inputs per network call and inputs of overlap context on each side;
+            ``window="auto"``: 12 for inputs up to 640x360 pixels, else 6 (``resolve_window``).
         max_queries: target pixels decoded at once (memory bound; same result as unchunked).
         video_preset: libx264 speed preset of a video output (``veryfast``: about 12 ms less CPU
             per 720p frame than ``medium``, which competes with the network for the same cores;
@@ -205,11 +212,14 @@ def upscale_video(
         raise ConfigError(f"max_queries must be a positive integer or null, got {max_queries}")
     if fps is not None and not float(fps) > 0:
         raise ConfigError(f"fps must be positive, got {fps}")
-    check_window(window, context)
+    if window is not None and not isinstance(window, str):
+        check_window(window, context)
     input_path, output_path = Path(input_path).expanduser(), Path(output_path).expanduser()
     reader = FrameReader(input_path, input_fps)
     kind = _check_output(output_path, input_path, overwrite)
     height, width = reader.size
+    window = resolve_window(window, reader.size)
+    check_window(window, context)
     out_h, out_w = output_size_for(reader.size, space_scale, out_size)
     out_fps = float(fps) if fps else reader.fps * time_scale
     times = [i / time_scale for i in range(1, time_scale)]
@@ -224,6 +234,7 @@ def upscale_video(
                 "output_size": [out_h, out_w],
                 "input_fps": reader.fps,
                 "output_fps": out_fps,
+                "window": window,
             }
         )
 
@@ -278,6 +289,7 @@ def upscale_video(
         "output_size": [out_h, out_w],
         "input_fps": reader.fps,
         "output_fps": out_fps,
+        "window": window,
         "seconds": seconds,
         "seconds_per_output_frame": seconds / max(written, 1),
     }

@@ -22,7 +22,15 @@ from typing import Any
 
 from stno.errors import ConfigError, DataError
 
-__all__ = ["InferenceWindow", "check_window", "plan_windows", "stream_windows"]
+__all__ = ["InferenceWindow", "check_window", "plan_windows", "resolve_window", "stream_windows"]
+
+# ``window="auto"``: inputs per window by input size. Longer windows give more temporal context and
+# spend less of each call on context frames (at 320x180, stno_tiny, x2 time, 2 CPU threads: 0.21
+# s per output frame with 6 inputs, 0.19 with 10 and 12; experiments/speed_benchmark.md), but the
+# recurrent states of every input of a window are held at once (2 x channels x h x w floats per
+# input), so large inputs keep the short window.
+AUTO_WINDOW_LONG, AUTO_WINDOW_SHORT = 12, 6
+AUTO_WINDOW_MAX_PIXELS = 640 * 360
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,20 @@ def check_window(window: int, context: int) -> None:
             f"context={context} leaves no frames to emit in a window of {window} inputs; "
             f"need window >= 2 * context + 2"
         )
+
+
+def resolve_window(window: int | str | None, input_size: tuple[int, int]) -> int:
+    """``window`` as an int; ``"auto"`` (or None): 12 inputs for inputs of at most 640x360 pixels,
+    else 6 (see ``AUTO_WINDOW_*``)."""
+    if window is None or (isinstance(window, str) and window.strip().lower() == "auto"):
+        height, width = input_size
+        if height * width <= AUTO_WINDOW_MAX_PIXELS:
+            return AUTO_WINDOW_LONG
+        return AUTO_WINDOW_SHORT
+    try:
+        return int(window)
+    except (TypeError, ValueError):
+        raise ConfigError(f"window must be a number of input frames or auto, got {window!r}") from None
 
 
 def stream_windows(
