@@ -28,8 +28,11 @@ from pathlib import Path
 
 CASES = [
     # name, preset, input frames, input (h, w), out size, time scale, max_queries
-    ("tiny x4 x2", "stno_tiny", 4, (180, 320), (720, 1280), 2, 65536),
-    ("tiny x4 x8", "stno_tiny", 3, (180, 320), (720, 1280), 8, 65536),
+    # 25 inputs (1 s at 25 fps): several windows, so the figure is the steady state of a clip
+    ("tiny x4 x2", "stno_tiny", 25, (180, 320), (720, 1280), 2, 65536),
+    ("tiny x4 x8", "stno_tiny", 13, (180, 320), (720, 1280), 8, 65536),
+    # 4 inputs: one window, with the start-up (first calls, pipeline fill) in the figure
+    ("tiny x4 x2, 4-frame clip", "stno_tiny", 4, (180, 320), (720, 1280), 2, 65536),
     ("tiny x4 x2, chunk 16k", "stno_tiny", 4, (180, 320), (720, 1280), 2, 16384),
     ("tiny x4 x2, chunk 256k", "stno_tiny", 4, (180, 320), (720, 1280), 2, 262144),
     ("tiny x5.66 x2 (2x area), chunk 64k", "stno_tiny", 4, (180, 320), (1018, 1810), 2, 65536),
@@ -94,6 +97,7 @@ def run_case(spec: dict) -> dict:
         "output_frames": summary["output_frames"],
         "seconds": seconds,
         "seconds_per_output_frame": seconds / summary["output_frames"],
+        "window": summary["window"],
         "peak_rss_mib": max_rss_mib(),
         "rss_before_run_mib": rss_before,
         "parameters": sum(p.numel() for p in net.parameters()),
@@ -124,9 +128,9 @@ def main() -> None:
     )
     print()
     print(
-        "| case | input frames | output frames | s / output frame | peak RSS (MiB) | RSS before run (MiB) |"
+        "| case | input frames | output frames | window | s / output frame | peak RSS (MiB) | RSS before run (MiB) |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as work:
         for name, preset, frames, (in_h, in_w), out_size, time_scale, max_queries in CASES:
             if (args.only and args.only not in name) or (args.name and args.name != name):
@@ -150,14 +154,14 @@ def main() -> None:
             )
             if completed.returncode != 0:
                 print(
-                    f"| {name} | failed: {completed.stderr.strip().splitlines()[-1]} | | | | |",
+                    f"| {name} | failed: {completed.stderr.strip().splitlines()[-1]} | | | | | |",
                     flush=True,
                 )
                 continue
             result = json.loads(completed.stdout.strip().splitlines()[-1])
             print(
                 f"| {name} ({in_w}x{in_h} -> {out_size[1]}x{out_size[0]}, max_queries {max_queries}) | {frames} | "
-                f"{result['output_frames']} | {result['seconds_per_output_frame']:.2f} | {result['peak_rss_mib']:.0f} | "
+                f"{result['output_frames']} | {result['window']} | {result['seconds_per_output_frame']:.3f} | {result['peak_rss_mib']:.0f} | "
                 f"{result['rss_before_run_mib']:.0f} |",
                 flush=True,
             )

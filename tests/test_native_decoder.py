@@ -5,8 +5,7 @@ import shutil
 import pytest
 import torch
 
-from stno.nn import ContinuousDecoder
-from stno.nn import native
+from stno.nn import ContinuousDecoder, native
 from stno.nn.native import decode_kernel, native_status
 
 HAVE_COMPILER = bool(shutil.which("cc") or shutil.which("gcc"))

@@ -34,7 +34,9 @@ def clip():
 TIMES = [0.25, 0.6]  # 4 inputs -> 10 output frames
 
 
-@pytest.mark.parametrize("outputs", [slice(0, 3), slice(2, 9), slice(5, 10), slice(3, 4), slice(-4, None)])
+@pytest.mark.parametrize(
+    "outputs", [slice(0, 3), slice(2, 9), slice(5, 10), slice(3, 4), slice(-4, None)]
+)
 def test_a_slice_of_outputs_equals_the_same_slice_of_all(net, clip, outputs):
     with torch.no_grad():
         full = net(clip, TIMES, (29, 40))

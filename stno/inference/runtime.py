@@ -101,7 +101,12 @@ class WithPrecision(torch.nn.Module):
     def stream(self, frames, times, out_size, max_queries=None, outputs=None):
         """The network's ``stream`` (output frames one at a time) at this precision."""
         return self.net.stream(
-            frames, times, out_size, max_queries=max_queries, precision=self.precision, outputs=outputs
+            frames,
+            times,
+            out_size,
+            max_queries=max_queries,
+            precision=self.precision,
+            outputs=outputs,
         )
 
 

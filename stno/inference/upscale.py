@@ -192,7 +192,7 @@ def upscale_video(
         fps: output frames per second (default: input fps x time_scale).
         input_fps: frames per second of the input (frame folders: default 25).
         window, context: inputs per network call and inputs of overlap context on each side;
-            ``window="auto"``: 12 for inputs up to 640x360 pixels, else 6 (``resolve_window``).
+            ``window="auto"``: 6 to 12 by input size and time scale (``resolve_window``).
         max_queries: target pixels decoded at once (memory bound; same result as unchunked).
         video_preset: libx264 speed preset of a video output (``veryfast``: about 12 ms less CPU
             per 720p frame than ``medium``, which competes with the network for the same cores;
@@ -218,7 +218,7 @@ def upscale_video(
     reader = FrameReader(input_path, input_fps)
     kind = _check_output(output_path, input_path, overwrite)
     height, width = reader.size
-    window = resolve_window(window, reader.size)
+    window = resolve_window(window, reader.size, time_scale)
     check_window(window, context)
     out_h, out_w = output_size_for(reader.size, space_scale, out_size)
     out_fps = float(fps) if fps else reader.fps * time_scale
@@ -262,7 +262,12 @@ def upscale_video(
             begin = (plan.own_from - plan.first) * time_scale
             end = (plan.own_to - plan.first) * time_scale + (1 if plan.is_last else 0)
             for frame in window_outputs(
-                net, clip.unsqueeze(0).to(device), times, (out_h, out_w), slice(begin, end), max_queries
+                net,
+                clip.unsqueeze(0).to(device),
+                times,
+                (out_h, out_w),
+                slice(begin, end),
+                max_queries,
             ):
                 sink.write(frame.float().cpu())
                 written += frame.shape[0]

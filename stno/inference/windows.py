@@ -24,13 +24,16 @@ from stno.errors import ConfigError, DataError
 
 __all__ = ["InferenceWindow", "check_window", "plan_windows", "resolve_window", "stream_windows"]
 
-# ``window="auto"``: inputs per window by input size. Longer windows give more temporal context and
-# spend less of each call on context frames (at 320x180, stno_tiny, x2 time, 2 CPU threads: 0.21
-# s per output frame with 6 inputs, 0.19 with 10 and 12; experiments/speed_benchmark.md), but the
-# recurrent states of every input of a window are held at once (2 x channels x h x w floats per
-# input), so large inputs keep the short window.
-AUTO_WINDOW_LONG, AUTO_WINDOW_SHORT = 12, 6
-AUTO_WINDOW_MAX_PIXELS = 640 * 360
+# ``window="auto"``: inputs per window from the input size and time scale. Longer windows give
+# more temporal context and spend less of each call on context frames (at 320x180, stno_tiny, x2
+# time, 2 CPU threads: 0.21 s per output frame with 6 inputs, 0.19 with 10 and 12;
+# experiments/speed_benchmark.md), but a window's memory grows with its length: the motion stage
+# holds about (window - 1) x (time_scale - 1) x h x w values of a few hundred bytes (stno_tiny:
+# ~1 GB for 6 inputs at x8 time and 320x180), and the recurrent states 2 x window x h x w x
+# channels floats. So: the longest window from 6 to 12 inputs within the budget that 6 inputs at
+# x8 time and 320x180 need.
+AUTO_WINDOW_RANGE = (6, 12)
+AUTO_WINDOW_BUDGET = 5 * 7 * 320 * 180  # (window - 1) x (time_scale - 1) x input pixels
 
 
 @dataclass(frozen=True)
@@ -56,18 +59,22 @@ def check_window(window: int, context: int) -> None:
         )
 
 
-def resolve_window(window: int | str | None, input_size: tuple[int, int]) -> int:
-    """``window`` as an int; ``"auto"`` (or None): 12 inputs for inputs of at most 640x360 pixels,
-    else 6 (see ``AUTO_WINDOW_*``)."""
+def resolve_window(
+    window: int | str | None, input_size: tuple[int, int], time_scale: int = 2
+) -> int:
+    """``window`` as an int; ``"auto"`` (or None): the longest window in ``AUTO_WINDOW_RANGE``
+    with ``(window - 1) * max(time_scale - 1, 1) * h * w <= AUTO_WINDOW_BUDGET`` (see above)."""
     if window is None or (isinstance(window, str) and window.strip().lower() == "auto"):
         height, width = input_size
-        if height * width <= AUTO_WINDOW_MAX_PIXELS:
-            return AUTO_WINDOW_LONG
-        return AUTO_WINDOW_SHORT
+        shortest, longest = AUTO_WINDOW_RANGE
+        per_input = max(int(time_scale) - 1, 1) * height * width
+        return max(shortest, min(longest, AUTO_WINDOW_BUDGET // per_input + 1))
     try:
         return int(window)
     except (TypeError, ValueError):
-        raise ConfigError(f"window must be a number of input frames or auto, got {window!r}") from None
+        raise ConfigError(
+            f"window must be a number of input frames or auto, got {window!r}"
+        ) from None
 
 
 def stream_windows(

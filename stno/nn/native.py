@@ -34,7 +34,15 @@ __all__ = ["decode_kernel", "native_status", "decode_frame"]
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("native_decode.c")
-FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-ffp-contract=fast", "-fPIC", "-shared", "-std=c99")
+FLAGS = (
+    "-O3",
+    "-march=native",
+    "-fopenmp-simd",
+    "-ffp-contract=fast",
+    "-fPIC",
+    "-shared",
+    "-std=c99",
+)
 
 _lock = threading.Lock()
 _state: dict = {}  # "kernel": the ctypes function or None, "why": one line
@@ -165,7 +173,8 @@ def decode_frame(kernel, proj, geometry, row_term, col_term, project_weight, out
         codes = [rows(0, H)]
     else:
         pool = _workers(threads)
-        codes = [f.result() for f in [pool.submit(rows, a, b) for a, b in zip(bounds, bounds[1:])]]
+        spans = zip(bounds[:-1], bounds[1:], strict=True)
+        codes = [future.result() for future in [pool.submit(rows, a, b) for a, b in spans]]
     if any(codes):
         raise MemoryError("the decoder's native pass could not allocate its row buffers")
     del tensors  # kept alive until every call returned
