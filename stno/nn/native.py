@@ -39,6 +39,7 @@ FLAGS = (
     "-march=native",
     "-fopenmp-simd",
     "-ffp-contract=fast",
+    "-fno-trapping-math",  # lets the compiler vectorize the GELU's selects (AVX2 and older)
     "-fPIC",
     "-shared",
     "-std=c99",

@@ -18,11 +18,16 @@
    float32; erf(x) = x P(x^2) / Q(x^2) on |x| <= 3.92, +-1 beyond, where float32 erf is 1 within
    half an ulp). Coefficients: a weighted least-squares fit made for this file.
 
-   Plain C99; compiled at first use by stno/nn/native.py (-O3 -march=native -fopenmp-simd). */
+   Plain C99 (AVX-512 intrinsics where the compiler targets them); compiled at first use by
+   stno/nn/native.py (-O3 -march=native -fopenmp-simd -ffp-contract=fast -fno-trapping-math). */
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 /* |v| beyond which gelu(v) is v or 0 in float32: 3.92 sqrt(2), where erf(v / sqrt 2) rounds to 1 */
 #define GELU_LIMIT 5.5437172f
@@ -63,34 +68,74 @@ static inline float bf16_to_float(uint16_t v) {
 /* Target pixels per block of the y-pass (their three sums stay in L1). */
 #define BLOCK 128
 
-/* One LR row of projection map ``m`` as float: dst[k * w + i] = proj[m][k][row * w + i]. */
+/* Floats of an LR row buffer beyond its w values (AVX-512 x-pass: it loads 32 floats from the
+   first LR column a block of 16 target columns reads; never selected, zeroed once). */
+#define ROW_PAD 32
+
+/* One LR row of projection map ``m`` as float: dst[k * stride + i] = proj[m][k][row * w + i]. */
 static void load_lr_row(const void *proj, int bf16, int64_t hw, int K, int m, int64_t row,
-                        int64_t w, float *dst) {
+                        int64_t w, int64_t stride, float *dst) {
     for (int k = 0; k < K; k++) {
         const int64_t src = ((int64_t)m * K + k) * hw + row * w;
         if (bf16) {
             const uint16_t *p = (const uint16_t *)proj + src;
 #pragma omp simd
-            for (int64_t i = 0; i < w; i++) dst[k * w + i] = bf16_to_float(p[i]);
+            for (int64_t i = 0; i < w; i++) dst[k * stride + i] = bf16_to_float(p[i]);
         } else {
-            memcpy(dst + k * w, (const float *)proj + src, (size_t)w * sizeof(float));
+            memcpy(dst + k * stride, (const float *)proj + src, (size_t)w * sizeof(float));
         }
     }
 }
 
+/* The target columns' neighbours, prepared once per call. */
+typedef struct {
+    const int32_t *ix0, *ix1;      /* (W) LR columns */
+    const float *step;             /* (W) lerp step (see LERP_STEP) */
+    const unsigned char *first;    /* (W) lerp from the first neighbour (see LERP_FROM) */
+    const int32_t *base;           /* (W / 16) first LR column of each block of 16, or -1 */
+    const int32_t *rel0, *rel1;    /* (W) ix0 - base, ix1 - base of the column's block */
+    const uint16_t *first_mask;    /* (W / 16) ``first`` of a block as bits */
+} Columns;
+
+static void x_pass_columns(const float *ak, const float *bk, const Columns *c, const float *ck,
+                           float *d, int64_t from, int64_t to) {
+#pragma omp simd
+    for (int64_t x = from; x < to; x++) {
+        float u = ak[c->ix0[x]], v = bk[c->ix1[x]];
+        d[x] = (c->first[x] ? u : v) + c->step[x] * (v - u) + ck[x];
+    }
+}
+
 /* x-pass of one LR row: dst[k][x] = lerp(a[k][ix0[x]], b[k][ix1[x]], wx[x]) + col[k][x], from
-   the LR rows a and b (K, w) of two projection maps. */
-static void x_pass(const float *a, const float *b, int K, int64_t w, const int32_t *ix0,
-                   const int32_t *ix1, const float *step, const unsigned char *from_first,
+   the LR rows a and b (K rows of ``stride`` floats) of two projection maps. With AVX-512, a block
+   of 16 target columns whose neighbours lie within 32 LR columns (any upscaling) reads them with
+   two loads and a two-register permute instead of a gather. */
+static void x_pass(const float *a, const float *b, int K, int64_t stride, const Columns *c,
                    const float *col, int64_t W, float *dst) {
     for (int k = 0; k < K; k++) {
-        const float *ak = a + k * w, *bk = b + k * w, *ck = col + k * W;
+        const float *ak = a + k * stride, *bk = b + k * stride, *ck = col + k * W;
         float *d = dst + k * W;
-#pragma omp simd
-        for (int64_t x = 0; x < W; x++) {
-            float u = ak[ix0[x]], v = bk[ix1[x]];
-            d[x] = (from_first[x] ? u : v) + step[x] * (v - u) + ck[x];
+        int64_t x = 0;
+#if defined(__AVX512F__)
+        for (; x + 16 <= W; x += 16) {
+            const int32_t base = c->base[x / 16];
+            if (base < 0) {
+                x_pass_columns(ak, bk, c, ck, d, x, x + 16);
+                continue;
+            }
+            const __m512i r0 = _mm512_loadu_si512((const void *)(c->rel0 + x));
+            const __m512i r1 = _mm512_loadu_si512((const void *)(c->rel1 + x));
+            const __m512 u = _mm512_permutex2var_ps(_mm512_loadu_ps(ak + base), r0,
+                                                    _mm512_loadu_ps(ak + base + 16));
+            const __m512 v = _mm512_permutex2var_ps(_mm512_loadu_ps(bk + base), r1,
+                                                    _mm512_loadu_ps(bk + base + 16));
+            const __m512 from = _mm512_mask_blend_ps((__mmask16)c->first_mask[x / 16], v, u);
+            const __m512 lerp =
+                _mm512_fmadd_ps(_mm512_loadu_ps(c->step + x), _mm512_sub_ps(v, u), from);
+            _mm512_storeu_ps(d + x, _mm512_add_ps(lerp, _mm512_loadu_ps(ck + x)));
         }
+#endif
+        x_pass_columns(ak, bk, c, ck, d, x, W);
     }
 }
 
@@ -104,37 +149,57 @@ int stno_decode_rows(const void *proj, int proj_bf16, int64_t hw, int K,
                      const float *row_term, const int64_t *ix0, const int64_t *ix1,
                      const float *wx, const float *col_term, const float *proj_w, float *out,
                      int64_t H, int64_t W, int64_t w, int64_t r0, int64_t r1) {
-    float *upper = malloc(sizeof(float) * (size_t)(2 * K * W + 4 * K * w + 3 * BLOCK + W));
-    int32_t *columns = malloc(sizeof(int32_t) * (size_t)(2 * W));
-    unsigned char *from_first = malloc((size_t)W);
-    if (!upper || !columns || !from_first) {
+    const int64_t stride = w + ROW_PAD, blocks = W / 16 + 1;
+    float *upper = calloc((size_t)(2 * K * W + 4 * K * stride + 3 * BLOCK + W), sizeof(float));
+    int32_t *ints = malloc(sizeof(int32_t) * (size_t)(4 * W + blocks));
+    unsigned char *first = malloc((size_t)W);
+    uint16_t *first_mask = calloc((size_t)blocks, sizeof(uint16_t));
+    if (!upper || !ints || !first || !first_mask) {
         free(upper);
-        free(columns);
-        free(from_first);
+        free(ints);
+        free(first);
+        free(first_mask);
         return -1;
     }
-    float *lower = upper + K * W, *rows = lower + K * W, *acc = rows + 4 * K * w;
+    float *lower = upper + K * W, *rows = lower + K * W, *acc = rows + 4 * K * stride;
     float *step = acc + 3 * BLOCK;
-    int32_t *c0 = columns, *c1 = columns + W;
+    int32_t *c0 = ints, *c1 = c0 + W, *rel0 = c1 + W, *rel1 = rel0 + W, *base = rel1 + W;
     for (int64_t x = 0; x < W; x++) {
         c0[x] = (int32_t)ix0[x];
         c1[x] = (int32_t)ix1[x];
-        from_first[x] = LERP_FROM(wx[x]);
+        first[x] = LERP_FROM(wx[x]);
         step[x] = LERP_STEP(wx[x]);
     }
+    for (int64_t blk = 0; blk * 16 < W; blk++) {
+        const int64_t x0 = blk * 16, x1 = x0 + 16 < W ? x0 + 16 : W;
+        int32_t lo = c0[x0], hi = c0[x0];
+        for (int64_t x = x0; x < x1; x++) {
+            lo = c0[x] < lo ? c0[x] : lo;
+            lo = c1[x] < lo ? c1[x] : lo;
+            hi = c0[x] > hi ? c0[x] : hi;
+            hi = c1[x] > hi ? c1[x] : hi;
+            first_mask[blk] |= (uint16_t)(first[x] << (x - x0));
+        }
+        base[blk] = hi - lo < 32 ? lo : -1;
+        for (int64_t x = x0; x < x1; x++) {
+            rel0[x] = c0[x] - lo;
+            rel1[x] = c1[x] - lo;
+        }
+    }
+    const Columns columns = {c0, c1, step, first, base, rel0, rel1, first_mask};
     int64_t upper_row = -1, lower_row = -1;
     for (int64_t y = r0; y < r1; y++) {
         if (iy0[y] != upper_row) { /* maps 0 and 1 on the upper LR row */
-            load_lr_row(proj, proj_bf16, hw, K, 0, iy0[y], w, rows);
-            load_lr_row(proj, proj_bf16, hw, K, 1, iy0[y], w, rows + K * w);
-            x_pass(rows, rows + K * w, K, w, c0, c1, step, from_first, col_term, W, upper);
+            load_lr_row(proj, proj_bf16, hw, K, 0, iy0[y], w, stride, rows);
+            load_lr_row(proj, proj_bf16, hw, K, 1, iy0[y], w, stride, rows + K * stride);
+            x_pass(rows, rows + K * stride, K, stride, &columns, col_term, W, upper);
             upper_row = iy0[y];
         }
         if (iy1[y] != lower_row) { /* maps 2 and 3 on the lower LR row */
-            load_lr_row(proj, proj_bf16, hw, K, 2, iy1[y], w, rows + 2 * K * w);
-            load_lr_row(proj, proj_bf16, hw, K, 3, iy1[y], w, rows + 3 * K * w);
-            x_pass(rows + 2 * K * w, rows + 3 * K * w, K, w, c0, c1, step, from_first,
-                   col_term, W, lower);
+            load_lr_row(proj, proj_bf16, hw, K, 2, iy1[y], w, stride, rows + 2 * K * stride);
+            load_lr_row(proj, proj_bf16, hw, K, 3, iy1[y], w, stride, rows + 3 * K * stride);
+            x_pass(rows + 2 * K * stride, rows + 3 * K * stride, K, stride, &columns, col_term,
+                   W, lower);
             lower_row = iy1[y];
         }
         const float ty = wy[y], sy = LERP_STEP(ty);
@@ -166,7 +231,8 @@ int stno_decode_rows(const void *proj, int proj_bf16, int64_t hw, int K,
         }
     }
     free(upper);
-    free(columns);
-    free(from_first);
+    free(ints);
+    free(first);
+    free(first_mask);
     return 0;
 }
