@@ -55,12 +55,28 @@ def test_band_decoding_under_bf16_autocast_is_close_to_fp32():
     assert (half - full).abs().max() < 0.02
 
 
-def test_inference_trunk_equals_training_trunk():
+@pytest.mark.parametrize("slopes", [1, 8])  # one PReLU slope (in place) or one per channel
+def test_inference_trunk_equals_training_trunk(slopes):
     torch.manual_seed(3)
     trunk = ResidualTrunk(7, 8, 2)
-    x = torch.randn(2, 7, 10, 14)
+    for block in trunk.body[2:]:
+        block.act = torch.nn.PReLU(slopes, init=0.1)
+        block.act.weight.data.uniform_(-0.5, 0.5)
+    parts = [torch.randn(2, 3, 10, 14), torch.randn(2, 4, 10, 14)]
     with torch.no_grad():
-        fast = trunk(x)
-    slow = trunk(x).detach()
-    assert fast.is_contiguous()
+        fast = trunk(parts)
+    slow = trunk(parts).detach()
+    assert fast.is_contiguous(memory_format=torch.channels_last)  # what the decoder reads
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_trunk_under_bf16_autocast_equals_training_trunk():
+    torch.manual_seed(4)
+    trunk = ResidualTrunk(7, 8, 2)
+    parts = [torch.randn(1, 3, 9, 11), torch.randn(1, 4, 9, 11).bfloat16()]
+    with torch.autocast("cpu", torch.bfloat16):
+        with torch.no_grad():
+            fast = trunk(parts)
+        slow = trunk(parts).detach()
+    assert fast.dtype == slow.dtype == torch.bfloat16
+    torch.testing.assert_close(fast.float(), slow.float(), rtol=2e-2, atol=2e-2)

@@ -19,9 +19,7 @@ from stno.data import (
     sample_video_path,
     write_png_frames,
 )
-from stno.errors import ConfigError
 from stno.inference import plan_windows, stream_windows, upscale_video
-from stno.inference.windows import resolve_window
 from stno.io.checkpoint import save_network_checkpoint
 from stno.nn import STNO, BicubicBlend
 from stno.ops.imresize import imresize
@@ -47,18 +45,6 @@ def test_windows_emit_every_interval_once_in_order(window, context):
             # context inputs on both sides of what is emitted, except at the video's ends
             assert w.own_from - w.first >= min(context, w.own_from)
             assert w.last - w.own_to >= (0 if w.is_last else context)
-
-
-def test_auto_window_is_long_for_small_inputs_and_short_where_memory_grows():
-    assert resolve_window("auto", (180, 320), 2) == 12  # the measured fastest at 320x180
-    assert resolve_window(None, (180, 320), 4) == 12
-    assert resolve_window("auto", (180, 320), 8) == 6  # the motion stage grows with timestamps
-    assert resolve_window("auto", (360, 640), 2) == 9
-    assert resolve_window("auto", (720, 1280), 2) == 6
-    assert resolve_window("auto", (64, 64), 1) == 12
-    assert resolve_window(7, (720, 1280), 8) == 7 and resolve_window("5", (9, 9)) == 5
-    with pytest.raises(ConfigError, match="window must be"):
-        resolve_window("long", (9, 9))
 
 
 def test_streaming_holds_only_one_window():

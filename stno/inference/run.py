@@ -35,7 +35,7 @@ def infer_from_config(cfg: DictConfig) -> dict[str, Any]:
         out_size=list(cfg.out_size) if cfg.out_size is not None else None,
         fps=cfg.fps,
         input_fps=cfg.input_fps,
-        window=cfg.window,
+        window=int(cfg.window),
         context=int(cfg.context),
         max_queries=cfg.max_queries,
         device=device,

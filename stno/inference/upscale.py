@@ -41,7 +41,6 @@ from stno.inference.windows import (
     InferenceWindow,
     check_window,
     plan_windows,
-    resolve_window,
     stream_windows,
 )
 from stno.io.images import IMAGE_EXTENSIONS
@@ -172,7 +171,7 @@ def upscale_video(
     out_size=None,
     fps: float | None = None,
     input_fps: float | None = None,
-    window: int | str = "auto",
+    window: int = 6,
     context: int = 1,
     max_queries: int | None = 65536,
     device: str | torch.device = "cpu",
@@ -191,8 +190,7 @@ def upscale_video(
         time_scale: integer >= 1; output has ``(N - 1) * time_scale + 1`` frames.
         fps: output frames per second (default: input fps x time_scale).
         input_fps: frames per second of the input (frame folders: default 25).
-        window, context: inputs per network call and inputs of overlap context on each side;
-            ``window="auto"``: 6 to 12 by input size and time scale (``resolve_window``).
+        window, context: inputs per network call and inputs of overlap context on each side.
         max_queries: target pixels decoded at once (memory bound; same result as unchunked).
         video_preset: libx264 speed preset of a video output (``veryfast``: about 12 ms less CPU
             per 720p frame than ``medium``, which competes with the network for the same cores;
@@ -212,14 +210,11 @@ def upscale_video(
         raise ConfigError(f"max_queries must be a positive integer or null, got {max_queries}")
     if fps is not None and not float(fps) > 0:
         raise ConfigError(f"fps must be positive, got {fps}")
-    if window is not None and not isinstance(window, str):
-        check_window(window, context)
+    check_window(window, context)
     input_path, output_path = Path(input_path).expanduser(), Path(output_path).expanduser()
     reader = FrameReader(input_path, input_fps)
     kind = _check_output(output_path, input_path, overwrite)
     height, width = reader.size
-    window = resolve_window(window, reader.size, time_scale)
-    check_window(window, context)
     out_h, out_w = output_size_for(reader.size, space_scale, out_size)
     out_fps = float(fps) if fps else reader.fps * time_scale
     times = [i / time_scale for i in range(1, time_scale)]

@@ -22,19 +22,7 @@ from typing import Any
 
 from stno.errors import ConfigError, DataError
 
-__all__ = ["InferenceWindow", "check_window", "plan_windows", "resolve_window", "stream_windows"]
-
-# ``window="auto"``: inputs per window from the input size and time scale. Longer windows give
-# more temporal context and spend less of each call on context frames (at 320x180, stno_tiny, x2
-# time, 2 CPU threads: 0.21 s per output frame with 6 inputs, 0.19 with 10 and 12;
-# experiments/speed_benchmark.md), but a window's memory grows with its length: the motion stage
-# holds about (window - 1) x (time_scale - 1) x h x w values of a few hundred bytes (stno_tiny:
-# ~1 GB for 6 inputs at x8 time and 320x180), and the recurrent states 2 x window x h x w x
-# channels floats. So: the longest window from 6 to 12 inputs within the budget that 6 inputs at
-# x8 time and 320x180 need.
-AUTO_WINDOW_RANGE = (6, 12)
-AUTO_WINDOW_BUDGET = 5 * 7 * 320 * 180  # (window - 1) x (time_scale - 1) x input pixels
-
+__all__ = ["InferenceWindow", "check_window", "plan_windows", "stream_windows"]
 
 @dataclass(frozen=True)
 class InferenceWindow:
@@ -57,24 +45,6 @@ def check_window(window: int, context: int) -> None:
             f"context={context} leaves no frames to emit in a window of {window} inputs; "
             f"need window >= 2 * context + 2"
         )
-
-
-def resolve_window(
-    window: int | str | None, input_size: tuple[int, int], time_scale: int = 2
-) -> int:
-    """``window`` as an int; ``"auto"`` (or None): the longest window in ``AUTO_WINDOW_RANGE``
-    with ``(window - 1) * max(time_scale - 1, 1) * h * w <= AUTO_WINDOW_BUDGET`` (see above)."""
-    if window is None or (isinstance(window, str) and window.strip().lower() == "auto"):
-        height, width = input_size
-        shortest, longest = AUTO_WINDOW_RANGE
-        per_input = max(int(time_scale) - 1, 1) * height * width
-        return max(shortest, min(longest, AUTO_WINDOW_BUDGET // per_input + 1))
-    try:
-        return int(window)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"window must be a number of input frames or auto, got {window!r}"
-        ) from None
 
 
 def stream_windows(

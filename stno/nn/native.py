@@ -132,16 +132,17 @@ def native_status() -> str:
 
 
 _pool: ThreadPoolExecutor | None = None
-_pool_size = 0
+_pool_key: tuple[int, int] = (0, 0)  # (process id, threads): a forked child makes its own
 
 
 def _workers(count: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
+    global _pool, _pool_key
     with _lock:
-        if _pool is None or _pool_size != count:
-            if _pool is not None:
+        key = (os.getpid(), count)
+        if _pool is None or _pool_key != key:
+            if _pool is not None and _pool_key[0] == key[0]:
                 _pool.shutdown(wait=False)
-            _pool, _pool_size = ThreadPoolExecutor(count, thread_name_prefix="stno-decode"), count
+            _pool, _pool_key = ThreadPoolExecutor(count, thread_name_prefix="stno-decode"), key
         return _pool
 
 

@@ -11,6 +11,7 @@ timestamps go through each trunk in one batched call.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -34,11 +35,24 @@ class ResidualBlock(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.act(self.conv1(x)))
+        if torch.is_grad_enabled():
+            return x + self.conv2(self.act(self.conv1(x)))
+        # inference: the same values with no extra full-size tensors (see _prelu_)
+        return self.conv2(_prelu_(self.act, self.conv1(x))).add_(x)
+
+
+def _prelu_(act: nn.PReLU, x: torch.Tensor) -> torch.Tensor:
+    """``act(x)`` in place where it has one slope (then it is a leaky ReLU with that slope)."""
+    if act.weight.numel() != 1:
+        return act(x)
+    return F.leaky_relu_(x, float(act.weight))
 
 
 class ResidualTrunk(nn.Module):
-    """Input conv + PReLU, then ``num_blocks`` residual blocks: (N, cin, h, w) -> (N, channels, h, w)."""
+    """Input conv + PReLU, then ``num_blocks`` residual blocks: (N, cin, h, w) -> (N, channels, h, w).
+
+    Called with the list of its inputs, concatenated along channels.
+    """
 
     def __init__(self, in_channels: int, channels: int, num_blocks: int):
         super().__init__()
@@ -48,14 +62,25 @@ class ResidualTrunk(nn.Module):
             *[ResidualBlock(channels) for _ in range(num_blocks)],
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
         if torch.is_grad_enabled():
-            return self.body(x)
-        # Inference: the convolutions run channels last (oneDNN's native layout on CPU: no
-        # reordering inside each convolution), converted once per trunk call instead. Measured
-        # on 2 cores at 320x180: a quarter faster in float32, a few percent in bfloat16. Not in
-        # training, where the layout did not pay (experiments/speed_benchmark.md).
-        return self.body(x.contiguous(memory_format=torch.channels_last)).contiguous()
+            return self.body(torch.cat(parts, 1))
+        # Inference: the inputs are concatenated in autocast's dtype (one cast per part instead
+        # of a float32 concatenation cast afterwards), and the convolutions run channels last
+        # (oneDNN's native layout on CPU: no reordering inside each convolution), converted once
+        # here; the result stays channels last (the decoder reads features that way). The PReLUs
+        # and residual additions run in place. Measured on 2 cores at 320x180 (bf16, 4 blocks):
+        # 41 -> 33 ms per call, the same values. Not in training, where the layout did not pay
+        # (experiments/speed_benchmark.md).
+        device = parts[0].device.type
+        if torch.is_autocast_enabled(device):
+            dtype = torch.get_autocast_dtype(device)
+            parts = [part.to(dtype) for part in parts]
+        x = torch.cat(parts, 1).contiguous(memory_format=torch.channels_last)
+        x = _prelu_(self.body[1], self.body[0](x))
+        for block in self.body[2:]:
+            x = block(x)
+        return x
 
 
 class BidirectionalPropagation(nn.Module):
@@ -106,7 +131,10 @@ class BidirectionalPropagation(nn.Module):
         b, t = frames.shape[:2]
         n = synth.shape[0]
         outputs = range(t + (t - 1) * n) if outputs is None else outputs
-        backward_states, forward_states = self._recurrence(frames, flow_01, flow_10)
+        # output o reads forward state o // (n + 1): its input's own, or a synthesised frame's
+        # earlier neighbour's; the forward pass stops at the last of those asked for
+        until = max(o // (n + 1) for o in outputs)
+        backward_states, forward_states = self._recurrence(frames, flow_01, flow_10, until)
         # the pairs whose synthesised frames are asked for: [first, end)
         pairs = [o // (n + 1) for o in outputs if o % (n + 1)]
         fwd, first = None, 0
@@ -123,6 +151,7 @@ class BidirectionalPropagation(nn.Module):
                 flow_10_per_t,
                 (backward_states, forward_states),
                 slice(first, end),
+                until,
             )
         out = []
         for o in outputs:
@@ -142,6 +171,7 @@ class BidirectionalPropagation(nn.Module):
         flow_10_per_t,
         states,
         pairs: slice,
+        forward_until: int,
     ) -> torch.Tensor:
         """Features of the synthesised frames of ``pairs``: (B, pairs, n, channels, h, w)."""
         b = frames.shape[0]
@@ -160,7 +190,9 @@ class BidirectionalPropagation(nn.Module):
             if not (
                 torch.equal(flow_01_per_t[j], flow_01) and torch.equal(flow_10_per_t[j], flow_10)
             ):
-                step_states = self._recurrence(frames, flow_01_per_t[j], flow_10_per_t[j])
+                step_states = self._recurrence(
+                    frames, flow_01_per_t[j], flow_10_per_t[j], forward_until
+                )
             step = slice(j, j + 1)
             per_t.append(
                 self._synthesised(
@@ -169,8 +201,12 @@ class BidirectionalPropagation(nn.Module):
             )
         return torch.cat(per_t, dim=2)
 
-    def _recurrence(self, frames, flow_01, flow_10):
-        """Backward then forward pass over the inputs: two lists of T states (B, channels, h, w)."""
+    def _recurrence(self, frames, flow_01, flow_10, forward_until: int | None = None):
+        """Backward then forward pass over the inputs: two lists of T states (B, channels, h, w).
+
+        ``forward_until``: the last input whose forward state is needed; the forward pass stops
+        there (the states after it stay None). The backward pass always runs over every input:
+        it is what carries the later inputs' context to the earlier ones."""
         b, t = frames.shape[:2]
         c = self.channels
         pairs = "(b p) ... -> b p ..."
@@ -182,14 +218,14 @@ class BidirectionalPropagation(nn.Module):
         for i in range(t - 1, -1, -1):
             if i < t - 1:  # bring the state of frame i+1 to frame i
                 state = backward_warp(state, flow_01[:, i])
-            state = self.backward_trunk(torch.cat([frames[:, i], state], 1))
+            state = self.backward_trunk([frames[:, i], state])
             backward_states[i] = state
         forward_states = [None] * t
         state = torch.zeros_like(state)
-        for i in range(t):
+        for i in range(t if forward_until is None else forward_until + 1):
             if i > 0:
                 state = backward_warp(state, flow_10[:, i - 1])
-            state = self.forward_trunk(torch.cat([frames[:, i], backward_states[i], state], 1))
+            state = self.forward_trunk([frames[:, i], backward_states[i], state])
             forward_states[i] = state
         return backward_states, forward_states
 
@@ -221,8 +257,8 @@ class BidirectionalPropagation(nn.Module):
             # frame (j, m) of the (n m) batch takes the states of pair m (no n-fold copy)
             pair = torch.arange(start, min(start + step, total), device=later.device) % pair_count
             back = backward_warp(later[pair], flow_t1[part])
-            back = self.backward_trunk(torch.cat([synth_flat[part], back], 1))
+            back = self.backward_trunk([synth_flat[part], back])
             fwd = backward_warp(earlier[pair], flow_t0[part])
-            parts.append(self.forward_trunk(torch.cat([synth_flat[part], back, fwd], 1)))
+            parts.append(self.forward_trunk([synth_flat[part], back, fwd]))
         fwd = parts[0] if len(parts) == 1 else torch.cat(parts)
         return rearrange(fwd, "(n b p) c y x -> b p n c y x", n=n, b=b)
