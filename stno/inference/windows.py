@@ -24,6 +24,7 @@ from stno.errors import ConfigError, DataError
 
 __all__ = ["InferenceWindow", "check_window", "plan_windows", "stream_windows"]
 
+
 @dataclass(frozen=True)
 class InferenceWindow:
     """Inputs ``first .. last`` (inclusive) go to the network; intervals ``own_from .. own_to - 1``
