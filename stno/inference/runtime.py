@@ -89,25 +89,13 @@ class WithPrecision(torch.nn.Module):
         self.precision = precision
 
     def forward(self, frames, times, out_size, max_queries=None, outputs=None):
-        return self.net(
-            frames,
-            times,
-            out_size,
-            max_queries=max_queries,
-            precision=self.precision,
-            outputs=outputs,
-        )
+        options = dict(max_queries=max_queries, precision=self.precision, outputs=outputs)
+        return self.net(frames, times, out_size, **options)
 
     def stream(self, frames, times, out_size, max_queries=None, outputs=None):
         """The network's ``stream`` (output frames one at a time) at this precision."""
-        return self.net.stream(
-            frames,
-            times,
-            out_size,
-            max_queries=max_queries,
-            precision=self.precision,
-            outputs=outputs,
-        )
+        options = dict(max_queries=max_queries, precision=self.precision, outputs=outputs)
+        return self.net.stream(frames, times, out_size, **options)
 
 
 def at_precision(

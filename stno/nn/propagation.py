@@ -140,19 +140,9 @@ class BidirectionalPropagation(nn.Module):
         fwd, first = None, 0
         if pairs:
             first, end = min(pairs), max(pairs) + 1
-            fwd = self._synthesised_pairs(
-                frames,
-                synth,
-                flow_t0,
-                flow_t1,
-                flow_01,
-                flow_10,
-                flow_01_per_t,
-                flow_10_per_t,
-                (backward_states, forward_states),
-                slice(first, end),
-                until,
-            )
+            flows = (flow_t0, flow_t1, flow_01, flow_10, flow_01_per_t, flow_10_per_t)
+            states = (backward_states, forward_states)
+            fwd = self._synthesised_pairs(frames, synth, flows, states, slice(first, end), until)
         out = []
         for o in outputs:
             i, j = divmod(o, n + 1)
@@ -160,20 +150,13 @@ class BidirectionalPropagation(nn.Module):
         return torch.stack(out, dim=1)
 
     def _synthesised_pairs(
-        self,
-        frames,
-        synth,
-        flow_t0,
-        flow_t1,
-        flow_01,
-        flow_10,
-        flow_01_per_t,
-        flow_10_per_t,
-        states,
-        pairs: slice,
-        forward_until: int,
+        self, frames, synth, flows, states, pairs: slice, forward_until: int
     ) -> torch.Tensor:
-        """Features of the synthesised frames of ``pairs``: (B, pairs, n, channels, h, w)."""
+        """Features of the synthesised frames of ``pairs``: (B, pairs, n, channels, h, w).
+
+        ``flows``: (flow_t0, flow_t1, flow_01, flow_10, flow_01_per_t, flow_10_per_t) as
+        :meth:`forward` takes them; ``states``: (backward, forward) of the recurrence."""
+        flow_t0, flow_t1, flow_01, flow_10, flow_01_per_t, flow_10_per_t = flows
         b = frames.shape[0]
         n = synth.shape[0]
 
