@@ -1,7 +1,9 @@
 """Training on many real videos: scene cuts, shots, folders of videos, input spacings."""
 
 import numpy as np
+import pytest
 import torch
+import torch.nn.functional as F
 from conftest import moving_pattern_frames
 from data_helpers import write_test_video
 
@@ -12,6 +14,7 @@ from stno.data import (
     VideoFileSource,
     detect_scene_cuts,
 )
+from stno.data.scenes import frame_differences
 
 
 class ArraySource(FrameSource):
@@ -39,6 +42,18 @@ def test_scene_cuts_are_found_and_motion_is_not_a_cut():
     # the same clip without cuts: continuous motion (1 px per frame) only
     still = torch.from_numpy(moving_pattern_frames(40, 48, 64)).permute(0, 3, 1, 2)
     assert detect_scene_cuts(still) == []
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 16, 1000])
+def test_frame_differences_by_chunks_equal_the_whole_video_at_once(chunk):
+    frames = torch.from_numpy(clip_with_cuts(length=37, size=(130, 190))).permute(0, 3, 1, 2)
+    # the definition: grey = channel mean, 3x3 average pooling (190 / 64 rounds to 3), then
+    # the mean absolute change of consecutive grey frames
+    grey = F.avg_pool2d(frames.float().mean(1, keepdim=True), 3, ceil_mode=True)
+    want = (grey[1:] - grey[:-1]).abs().mean(dim=(1, 2, 3))
+    got = frame_differences(frames, chunk=chunk)
+    assert got.shape == (36,)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 def test_shots_become_sequences_and_windows_never_span_a_cut():

@@ -24,20 +24,26 @@ __all__ = ["frame_differences", "detect_scene_cuts", "ShotSource"]
 log = logging.getLogger(__name__)
 
 
-def frame_differences(frames: torch.Tensor, size: int = 64) -> torch.Tensor:
+def frame_differences(frames: torch.Tensor, size: int = 64, chunk: int = 16) -> torch.Tensor:
     """Mean absolute grey-level change between consecutive frames, in 8-bit levels.
 
     Args:
         frames: (n, 3, H, W) uint8 (or float in [0, 255]).
         size: the longer side of the grey copy the differences are taken on.
+        chunk: frames converted to float at a time (the small grey copies are what is kept, so
+            a whole decoded video is never held in float: 4x its uint8 size).
     Returns:
         (n - 1,) float tensor: entry i compares frames i and i + 1.
     """
-    grey = frames.float().mean(dim=1, keepdim=True)
-    height, width = grey.shape[-2:]
+    height, width = frames.shape[-2:]
     factor = max(1, round(max(height, width) / size))
-    if factor > 1:
-        grey = F.avg_pool2d(grey, factor, ceil_mode=True)
+    greys = []
+    for start in range(0, frames.shape[0], chunk):
+        grey = frames[start : start + chunk].float().mean(dim=1, keepdim=True)
+        if factor > 1:
+            grey = F.avg_pool2d(grey, factor, ceil_mode=True)
+        greys.append(grey)
+    grey = torch.cat(greys)
     return (grey[1:] - grey[:-1]).abs().mean(dim=(1, 2, 3))
 
 
