@@ -56,6 +56,19 @@ def test_every_video_reader_decodes_the_same_frames(video, tmp_path):
     assert torch.equal(torch.stack(list(FrameReader(folder))), whole)
 
 
+@pytest.mark.parametrize("start, count", [(0, None), (2, None), (0, 4), (1, 3), (5, 1)])
+def test_whole_video_reads_match_frame_by_frame_reads(video, tmp_path, start, count):
+    # with a declared frame count (mp4: written into one tensor) and without (a raw H.264
+    # stream stores none: frames are stacked)
+    raw = tmp_path / "raw.h264"
+    _raw_h264(raw, 6, 32, 48)
+    for path in (video, raw):
+        frames = torch.stack(list(iter_video_frames(path)))
+        got = read_video_frames(path, start=start, count=count)
+        want = frames[start : None if count is None else start + count]
+        assert got.is_contiguous() and torch.equal(got, want)
+
+
 def test_a_video_whose_frames_change_size_is_a_data_error(tmp_path):
     mixed = tmp_path / "mixed.h264"
     mixed.write_bytes(

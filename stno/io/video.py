@@ -16,7 +16,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from stno.errors import DataError, DataNotFoundError
@@ -151,29 +150,56 @@ def read_video_frames(
     path = _require_file(path)
     if start < 0 or (count is not None and count < 1):
         raise ValueError(f"read_video_frames: need start >= 0 and count >= 1, got {start}, {count}")
-    frames = []
+    # Frames are written into one tensor of the declared length as they are decoded: the peak
+    # is the video's size once, not three times (a list of frames, their stack, its transpose).
+    declared = _declared_frames(path)
+    hint = max(declared - start, 0) if declared else 0
+    if count is not None:
+        hint = min(hint, count) if hint else count
+    out: torch.Tensor | None = None
+    beyond: list[torch.Tensor] = []  # frames past the declared count (a wrong container count)
+    taken = 0
     index = -1
     decoded = _decoded_frames(path)
     try:
         for index, frame in enumerate(decoded):
             if index < start:
                 continue
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if count is not None and len(frames) == count:
+            image = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+            if out is None and hint:
+                out = torch.empty((hint, *image.shape), dtype=torch.uint8)
+            if out is not None and taken < out.shape[0]:
+                out[taken].copy_(image)
+            else:
+                beyond.append(image.contiguous())
+            taken += 1
+            if count is not None and taken == count:
                 break
     finally:
         decoded.close()  # closes the container now, not at garbage collection
-    if not frames:
+    if not taken:
         if index < 0:
             raise DataError(f"no frames could be decoded from {path} (empty or corrupt video)")
         raise DataError(f"video {path} has {index + 1} frames, cannot start at frame {start}")
-    if count is not None and len(frames) < count:
+    if count is not None and taken < count:
         raise DataError(
-            f"video {path} ends at frame {start + len(frames)}, frames up to {start + count - 1} "
+            f"video {path} ends at frame {start + taken}, frames up to {start + count - 1} "
             "were asked for (truncated file?)"
         )
-    array = np.stack(frames)  # (n, H, W, 3)
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+    if out is None:
+        return torch.stack(beyond)
+    if beyond:
+        return torch.cat([out, torch.stack(beyond)])
+    return out[:taken]
+
+
+def _declared_frames(path: Path) -> int:
+    """The frame count the container declares (0: it stores none)."""
+    container = _open_input(path)
+    try:
+        return int(container.streams.video[0].frames or 0)
+    finally:
+        container.close()
 
 
 def probe_video(path: str | os.PathLike) -> tuple[int, float, tuple[int, int]]:
