@@ -152,9 +152,9 @@ def window_outputs(
     if stream is not None:
         yield from stream(clip, times, out_size, max_queries=max_queries, outputs=outputs)
         return
-    out = net(clip, times, out_size, max_queries=max_queries)
-    for k in range(len(range(out.shape[1])[outputs])):
-        yield out[:, outputs][:, k]
+    selected = net(clip, times, out_size, max_queries=max_queries)[:, outputs]
+    for k in range(selected.shape[1]):
+        yield selected[:, k]
 
 
 def _is_frame_file(path: Path) -> bool:

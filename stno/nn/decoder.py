@@ -253,7 +253,9 @@ class ContinuousDecoder(nn.Module):
             projected = torch.empty(4, hidden, h * w, dtype=blocks.dtype, device=feat.device)
             channels_first = blocks.transpose(1, 2)  # (4, hidden, c)
             geo = (iy, y_weight.view(H), ix, x_weight.view(W), w)
-            terms = (row_term.view(H, hidden), col_term.view(W, hidden).T, project_weight)
+            # laid out once as the C pass reads them (decode_frame would copy them every frame)
+            col_by_channel = col_term.view(W, hidden).T.contiguous()
+            terms = (row_term.view(H, hidden), col_by_channel, project_weight.contiguous())
             for f in range(n):
                 torch.matmul(channels_first, feat_last[f].T, out=projected)
                 decode_frame(decode_kernel(), projected, geo, *terms, out[f])

@@ -251,10 +251,11 @@ class STNO(nn.Module):
         lr = None
         if self.image_residual:
             lr = full_precision(self._interleave(frames, motion.frames[..., :h, :w], selected))
-        cropped = self.reflect_padding and (ph or pw)
-        if not cropped:
+        # reflect_padding decodes the padded map (then crops the image); otherwise crop it now
+        decode_padded = bool(self.reflect_padding and (ph or pw))
+        if not decode_padded:
             feats = feats[..., :h, :w]
-        return _Latent(feats, lr, (h, w), bool(cropped))
+        return _Latent(feats, lr, (h, w), decode_padded)
 
     def _decode(self, latent: _Latent, out_size, max_queries, pixels) -> torch.Tensor:
         """The continuous decoder over the latent's frames: (B, O, 3, H, W) (or (B, O, 3, Q))."""
